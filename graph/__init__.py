@@ -1,0 +1,1 @@
+"""Whole models: import, graph passes, build and run. Built in a later issue; see DESIGN.md."""

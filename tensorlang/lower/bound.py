@@ -1,0 +1,131 @@
+"""Bound inference: the range of each stage's root axes that its consumers need.
+
+A stage at the root computes its whole domain. A stage attached with ``compute_at(T, ax)``
+computes only the region that the code inside loop ``ax`` of ``T`` reads, for one iteration of
+the loops at and outside ``ax``: those loop variables stay symbolic, the loops inside are
+relaxed over their ranges.
+"""
+from __future__ import annotations
+
+from ..errors import ScheduleError
+from ..expr import IntImm, Range, Max, Min, binary, Add, Sub
+from ..ir.functor import substitute
+from ..tensor import ComputeOp, ExternOp, PlaceholderOp
+from .inline import reads_of
+from .relations import pass_down_domain, pass_up_value
+
+
+def full_ranges(stage) -> dict:
+    return {iv: iv.dom for iv in stage.root_iter_vars}
+
+
+def infer_bounds(sch, bodies) -> dict:
+    """Map each stored stage to ``{root IterVar: Range}``."""
+    ranges: dict = {}
+    stored = [s for s in sch.stages
+              if s.attach_type != "inline" and not isinstance(s.op, PlaceholderOp)]
+    for stage in reversed(stored):
+        if stage.attach_type == "scope":
+            ranges[stage] = _attached_ranges(sch, stage, bodies, ranges, stored)
+        else:
+            ranges[stage] = full_ranges(stage)
+    return ranges
+
+
+def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
+    from ..arith import simplify
+    if isinstance(stage.op, ExternOp):
+        return full_ranges(stage)
+    target, ax = stage.attach_stage, stage.attach_ivar
+    ndim = len(stage.op.axis)
+    lows: list = [[] for _ in range(ndim)]
+    highs: list = [[] for _ in range(ndim)]
+    unknown = [False] * ndim
+    consumers = [c for c in stored if c is not stage and c in ranges
+                 and _reads(c, stage, bodies, sch)]
+    for consumer in consumers:
+        chain = _chain_to(consumer, target)
+        if chain is None:
+            raise ScheduleError(
+                f"stage {stage.name} is computed at {target.name}.{ax.var.name}, but its "
+                f"consumer {consumer.name} runs outside that loop; compute {stage.name} at a "
+                f"loop that encloses all of its consumers")
+        if isinstance(consumer.op, ExternOp):
+            return full_ranges(stage)
+        dom = pass_down_domain(consumer, ranges[consumer])
+        value = pass_up_value(consumer, dom)
+        subst = {iv.var: value[iv] for iv in consumer.root_iter_vars if iv in value}
+        relaxed = _relaxed_leaves(consumer, dom, target, ax)
+        for idx in reads_of(bodies[consumer], stage, sch):
+            for d, e in enumerate(idx):
+                e = substitute(e, subst)
+                lo, hi = _bound(e, e, relaxed)
+                for link in chain[1:]:
+                    if lo is None:
+                        break
+                    link_dom = pass_down_domain(link, ranges[link])
+                    link_relaxed = _relaxed_leaves(link, link_dom, target, ax)
+                    link_value = pass_up_value(link, link_dom)
+                    link_subst = {iv.var: link_value[iv] for iv in link.root_iter_vars}
+                    lo, hi = _bound(substitute(lo, link_subst), substitute(hi, link_subst),
+                                    link_relaxed)
+                if lo is None:
+                    unknown[d] = True
+                else:
+                    lows[d].append(lo)
+                    highs[d].append(hi)
+    result = {}
+    for d, iv in enumerate(stage.op.axis):
+        if unknown[d] or not lows[d]:
+            result[iv] = iv.dom
+            continue
+        lo = lows[d][0]
+        for x in lows[d][1:]:
+            lo = binary(Min, lo, x)
+        hi = highs[d][0]
+        for x in highs[d][1:]:
+            hi = binary(Max, hi, x)
+        lo = simplify(lo)
+        result[iv] = Range(lo, simplify(binary(Add, binary(Sub, hi, lo), 1)))
+    for iv in stage.op.reduce_axis:
+        result[iv] = iv.dom
+    return result
+
+
+def _reads(consumer, producer, bodies, sch) -> bool:
+    if isinstance(consumer.op, ExternOp):
+        return any(sch.stage_map.get(t.op) is producer for t in consumer.op.inputs)
+    return bool(reads_of(bodies[consumer], producer, sch))
+
+
+def _chain_to(consumer, target):
+    """Stages from ``consumer`` up its attachments to ``target``, or None if not inside it."""
+    chain = [consumer]
+    walker = consumer
+    while walker is not target:
+        if walker.attach_type != "scope":
+            return None
+        walker = walker.attach_stage
+        chain.append(walker)
+    return chain
+
+
+def _relaxed_leaves(stage, dom, target, ax) -> dict:
+    """Leaf variables of ``stage`` that vary inside loop ``ax`` of ``target``."""
+    leaves = stage.leaf_iter_vars
+    if stage is target:
+        leaves = leaves[leaves.index(ax) + 1:]
+    return {iv.var: dom[iv] for iv in leaves}
+
+
+def _bound(lo_expr, hi_expr, relaxed):
+    from ..arith import bound_of
+    if not relaxed:
+        return lo_expr, hi_expr
+    lo_r = bound_of(lo_expr, relaxed)
+    hi_r = bound_of(hi_expr, relaxed)
+    if lo_r is None or hi_r is None:
+        return None, None
+    lo = lo_r.min
+    hi = binary(Sub, binary(Add, hi_r.min, hi_r.extent), 1)
+    return lo, hi
