@@ -15,7 +15,7 @@ from typing import Any
 from . import dtype as dt
 from .errors import DTypeError, UserError
 
-_node = dataclass(frozen=True, slots=True, eq=False)
+_node = dataclass(frozen=True, slots=True, eq=False, repr=False)
 
 
 class Node:
@@ -131,7 +131,7 @@ class StringImm(PrimExpr):
 _var_ids = itertools.count()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Var(PrimExpr):
     """A named scalar variable; an identity, not a value (``tl.var("n")``)."""
 
@@ -297,7 +297,7 @@ class Range(Node):
 DATA_PAR, REDUCE, THREAD, OPAQUE = "data_par", "reduce", "thread", "opaque"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class IterVar(Node):
     """An iteration variable: a ``Var`` with its range and kind (data-parallel, reduce, thread).
 
@@ -465,7 +465,8 @@ def logical(cls, a, b) -> PrimExpr:
         raise DTypeError(
             f"'{'&' if cls is And else '|'}' combines boolean conditions; got {a.dtype} and "
             f"{b.dtype} (bitwise integer operations are not supported)")
-    return cls(a, b, a.dtype if dt.lanes_of(a.dtype) >= dt.lanes_of(b.dtype) else b.dtype)
+    a, b = match_dtypes(a, b, "logical operands")
+    return cls(a, b, a.dtype)
 
 
 def cast(value, dtype: str) -> PrimExpr:

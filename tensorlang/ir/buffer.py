@@ -11,7 +11,7 @@ _buffer_ids = itertools.count()
 GLOBAL, LOCAL, SHARED = "global", "local", "shared"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Buffer(Node):
     """A multi-dimensional view of memory; an identity, like ``Var``.
 

@@ -7,7 +7,7 @@ from ..expr import Node, Var
 from .stmt import Stmt
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class PrimFunc(Node):
     """A function of loop IR: ``params`` are Buffers or scalar Vars, in call order.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..expr import Node, PrimExpr, Var
 
-_stmt = dataclass(frozen=True, slots=True, eq=False)
+_stmt = dataclass(frozen=True, slots=True, eq=False, repr=False)
 
 
 class Stmt(Node):
