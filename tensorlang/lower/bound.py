@@ -115,7 +115,8 @@ def _relaxed_leaves(stage, dom, target, ax) -> dict:
     leaves = stage.leaf_iter_vars
     if stage is target:
         leaves = leaves[leaves.index(ax) + 1:]
-    return {iv.var: dom[iv] for iv in leaves}
+    # leaf loops run from 0: a root axis's minimum is already part of its value
+    return {iv.var: Range(IntImm(0, iv.var.dtype), dom[iv].extent) for iv in leaves}
 
 
 def _bound(lo_expr, hi_expr, relaxed):
