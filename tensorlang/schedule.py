@@ -222,7 +222,8 @@ class Stage:
         self._check_attachable(f"compute_at to {parent.name}")
         if parent is self:
             raise ScheduleError(f"stage {self.name}: cannot compute_at itself")
-        if not self.schedule._consumes(parent, self):
+        if not self.schedule._consumes(parent, self) and \
+                not self.schedule._consumer_inside(self, parent):
             raise ScheduleError(f"stage {self.name}: compute_at to stage {parent.name}, which "
                                 f"does not read {self.name}")
         walker = parent
@@ -331,22 +332,40 @@ class Schedule:
         return None
 
     def _consumes(self, consumer: Stage, producer: Stage) -> bool:
-        """Whether ``consumer`` reads ``producer`` directly or through inlined stages."""
+        """Whether ``consumer`` reads ``producer`` directly or through inlined stages.
+
+        Tensors are matched through their stages, so reads of a tensor whose stage was changed
+        by cache_write / cache_read still count.
+        """
         frontier = [consumer.op]
         seen = set()
         while frontier:
             op = frontier.pop()
             for t in op.input_tensors:
-                if t.op is producer.op:
-                    return True
                 stage = self.stage_map.get(t.op)
-                if stage is not None and stage.attach_type == "inline" and t.op not in seen:
-                    seen.add(t.op)
-                    frontier.append(t.op)
+                if stage is producer:
+                    return True
+                if stage is not None and stage.attach_type == "inline" and stage not in seen:
+                    seen.add(stage)
+                    frontier.append(stage.op)
+        return False
+
+    def _consumer_inside(self, producer: Stage, parent: Stage) -> bool:
+        """Whether a reader of ``producer`` is computed inside ``parent``'s loops (then the
+        producer may be attached there too, ahead of that reader)."""
+        for reader in self.stages:
+            if reader is producer or not self._consumes(reader, producer):
+                continue
+            walker = reader
+            while walker.attach_type == "scope":
+                walker = walker.attach_stage
+                if walker is parent:
+                    return True
         return False
 
     def consumers_of(self, stage: Stage) -> list[Stage]:
-        return [s for s in self.stages if any(t.op is stage.op for t in s.op.input_tensors)]
+        return [s for s in self.stages
+                if any(self.stage_map.get(t.op) is stage for t in s.op.input_tensors)]
 
     # -- stage-creating primitives live in schedule_cache.py --------------------------------
     def cache_read(self, tensor, scope, readers):

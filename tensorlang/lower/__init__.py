@@ -7,7 +7,7 @@ printed after every pass.
 from __future__ import annotations
 
 from ..config import current
-from ..errors import UserError
+from ..errors import ScheduleError, UserError
 from ..expr import Var
 from ..ir.buffer import decl_buffer
 from ..ir.function import PrimFunc
@@ -62,11 +62,18 @@ def lower(sch, args, name: str = "main", **_ignored) -> PrimFunc:
         if stage.op.__class__.__name__ != "PlaceholderOp":
             outputs.append(len(params) - 1)
     for stage in sch.stages:
-        if stage.is_output:
-            for i in range(stage.op.num_outputs):
-                if (stage, i) not in arg_buffers:
-                    raise UserError(f"output {stage.op.output(i).name} of the schedule is "
-                                    f"missing from the arguments of {name}")
+        # a multi-output stage (argmax) needs one of its outputs among the arguments; the
+        # others are computed into temporary buffers
+        if stage.is_output and not any((stage, i) in arg_buffers
+                                       for i in range(stage.op.num_outputs)):
+            raise UserError(f"output {stage.op.output(0).name} of the schedule is missing "
+                            f"from the arguments of {name}")
+        if stage.attach_type == "scope" and \
+                stage.attach_ivar not in stage.attach_stage.leaf_iter_vars:
+            raise ScheduleError(
+                f"stage {stage.name} is computed at axis {stage.attach_ivar.var.name} of "
+                f"{stage.attach_stage.name}, but that axis was split or fused afterwards; "
+                f"compute_at one of the current axes of {stage.attach_stage.name}")
     _check_inputs(sch, arg_buffers)
     bodies = effective_bodies(sch)
     ranges = infer_bounds(sch, bodies)

@@ -46,6 +46,16 @@ class LoopNestBuilder:
             self.buffers[stage] = tuple(self.arg_buffers[(stage, i)] for i in range(n))
             self.offsets[stage] = None
             return
+        if any((stage, i) in self.arg_buffers for i in range(n)):
+            # some outputs are arguments: the rest get whole-tensor temporaries
+            bufs = []
+            for i in range(n):
+                t = op.output(i)
+                bufs.append(self.arg_buffers.get((stage, i))
+                            or decl_buffer(t.shape, t.dtype, t.name, scope="global"))
+            self.buffers[stage] = tuple(bufs)
+            self.offsets[stage] = None
+            return
         if stage.attach_type == "scope":
             rng = self.ranges[stage]
             axes = op.axis if isinstance(op, ComputeOp) else ()
@@ -120,8 +130,10 @@ class LoopNestBuilder:
         return not all((stage, i) in self.arg_buffers for i in range(stage.op.num_outputs))
 
     def _allocate(self, stage, body):
+        params = {id(b) for b in self.arg_buffers.values()}
         for buf in reversed(self.buffers[stage]):
-            body = Allocate(buf, body)
+            if id(buf) not in params:
+                body = Allocate(buf, body)
         return body
 
     def _attached(self, stage, leaf) -> list:
