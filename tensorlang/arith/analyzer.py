@@ -49,6 +49,7 @@ class Analyzer:
         self._values: dict[int, tuple[Var, PrimExpr]] = {}
         self._max_exprs: dict[int, PrimExpr] = {}
         self._facts: dict[tuple, bool] = {}
+        self._refined: dict[int, tuple] = {}  # var uid -> (lo, hi) from assumed comparisons
         self.keys = KeyMaker()
         self._bounds = IntBoundAnalyzer(self)
         self._simplifier = None
@@ -112,18 +113,31 @@ class Analyzer:
         facts = _facts_of(cond, value)
         facts += [(self.simplify(Not(f, f.dtype)), not truth) for f, truth in facts]
         added = []
+        saved_refined = dict(self._refined)
         for fact, truth in facts:
             k = self.keys.key(fact)
             if k not in self._facts:
                 self._facts[k] = truth
                 added.append(k)
+            refined = _var_interval(fact) if truth else None
+            if refined is not None:
+                uid, lo, hi = refined
+                old_lo, old_hi = self._refined.get(uid, (None, None))
+                lo = lo if old_lo is None else old_lo if lo is None else max(lo, old_lo)
+                hi = hi if old_hi is None else old_hi if hi is None else min(hi, old_hi)
+                self._refined[uid] = (lo, hi)
         self._changed()
         try:
             yield self
         finally:
             for k in added:
                 del self._facts[k]
+            self._refined = saved_refined
             self._changed()
+
+    def var_refinement(self, v: Var):
+        """``(lo, hi)`` (either may be None) known for ``v`` from assumed comparisons, or None."""
+        return self._refined.get(v.uid)
 
     def known_fact(self, cond: PrimExpr) -> bool | None:
         if not self._facts:
@@ -183,6 +197,24 @@ class Analyzer:
         """Symbolic range of ``expr`` when the variables in ``ranges`` vary over their ranges."""
         from .symbolic_bound import symbolic_range
         return symbolic_range(self, convert(expr), normalize_ranges(ranges))
+
+
+def _var_interval(fact):
+    """``v < 10`` -> ``(v.uid, None, 9)``: what a true comparison of a variable with a constant
+    says about the variable."""
+    from ..expr import CmpOp, EQ, GE, GT, LE, LT
+    if not isinstance(fact, CmpOp):
+        return None
+    cls, a, b = type(fact), fact.a, fact.b
+    if isinstance(a, IntImm) and isinstance(b, Var):
+        cls, a, b = {LT: GT, LE: GE, GT: LT, GE: LE, EQ: EQ}.get(cls), b, a
+    if cls is None or not isinstance(a, Var) or not isinstance(b, IntImm):
+        return None
+    c = b.value
+    bounds = {LT: (None, c - 1), LE: (None, c), GT: (c + 1, None), GE: (c, None), EQ: (c, c)}
+    if cls not in bounds:
+        return None
+    return (a.uid,) + bounds[cls]
 
 
 def _facts_of(cond: PrimExpr, value: bool):

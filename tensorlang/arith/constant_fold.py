@@ -37,6 +37,16 @@ def is_index_type(dtype: str) -> bool:
     return dt.lanes_of(dtype) == 1 and dt.is_int(dtype) and not dt.is_uint(dtype)
 
 
+def holds(wide: str, narrow: str) -> bool:
+    """Every value of the integer (or bool) dtype ``narrow`` is representable in ``wide``."""
+    ints = (dt.is_int(wide) or dt.is_bool(wide)) and (dt.is_int(narrow) or dt.is_bool(narrow))
+    if not ints or dt.lanes_of(wide) != dt.lanes_of(narrow):
+        return False
+    lo_w, hi_w = int_limits(wide)
+    lo_n, hi_n = int_limits(narrow)
+    return lo_w <= lo_n and hi_n <= hi_w
+
+
 def wrap_int(value: int, dtype: str) -> int:
     """``value`` reduced to the dtype's range as the machine would (modulo 2**bits)."""
     lo, hi = int_limits(dtype)

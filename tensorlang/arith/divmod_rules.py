@@ -106,9 +106,9 @@ class DivModRules:
         b = self.bound_linear(r)
         if b is None or b[0] // c != b[1] // c:
             # (g*m + k) // (g*c') == (m + k // g) // c' when g divides c and every coefficient
-            g = _terms_gcd(r, c)
+            g = terms_gcd(r, c)
             if g > 1:
-                r, c, changed = _divide_terms(r, g), c // g, True
+                r, c, changed = divide_terms(r, g), c // g, True
                 b = self.bound_linear(r)
         if c == 1:
             return self._from_linear(q.add(r).normalize())
@@ -161,10 +161,10 @@ class DivModRules:
             out = self._mod_const(inner.a, c, cls)
             return cls(inner.a, IntImm(c, dtype), dtype) if out is None else out
         # (g*m + k) % (g*c') == g * ((m + k // g) % c') + k % g
-        g = _terms_gcd(r, c)
+        g = terms_gcd(r, c)
         if g > 1:
             rest = r.const % g
-            reduced = self._from_linear(_divide_terms(r, g))
+            reduced = self._from_linear(divide_terms(r, g))
             term = self._mod_const(reduced, c // g, cls)
             if term is None:
                 term = cls(reduced, IntImm(c // g, dtype), dtype)
@@ -216,13 +216,13 @@ class DivModRules:
         return Ramp(self._from_linear(r.normalize()), ramp.stride, n, ramp.dtype)
 
 
-def _terms_gcd(lin: Linear, c: int) -> int:
+def terms_gcd(lin: Linear, c: int) -> int:
     g = c
     for coeff, _ in lin.terms.values():
         g = math.gcd(g, coeff)
     return g
 
 
-def _divide_terms(lin: Linear, g: int) -> Linear:
+def divide_terms(lin: Linear, g: int) -> Linear:
     """``lin // g`` where g divides every coefficient (floor of the constant: exact for //)."""
     return Linear(lin.dtype, lin.const // g, {k: [cf // g, f] for k, (cf, f) in lin.terms.items()})

@@ -217,6 +217,15 @@ class IntBoundAnalyzer:
         return full_bound(e.dtype)
 
     def _var(self, v: Var) -> IntBound:
+        b = self._var_unrefined(v)
+        refined = self.parent.var_refinement(v)
+        if refined is None or b.min is None:
+            return b
+        lo = b.min if refined[0] is None else max(b.min, refined[0])
+        hi = b.max if refined[1] is None else min(b.max, refined[1])
+        return IntBound(lo, max(lo, hi))
+
+    def _var_unrefined(self, v: Var) -> IntBound:
         limits = full_bound(v.dtype)
         value = self.parent.var_value(v)
         if value is not None:

@@ -19,36 +19,64 @@ from .constant_fold import make_int, wrap_int
 DISTRIBUTE_LIMIT = 8
 
 
+_FIELDS: dict[type, tuple] = {}
+_RECURSION_BUDGET = 200  # deeper expressions switch to an explicit stack
+
+
+def _compare_fields(cls) -> tuple:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
+    return names
+
+
 class KeyMaker:
     """Deterministic, hashable and totally ordered keys of expressions (memoised by identity)."""
 
     def __init__(self):
         self._memo: dict[int, tuple] = {}
+        self._depth = 0
 
     def key(self, e) -> tuple:
         hit = self._memo.get(id(e))
         if hit is not None and hit[0] is e:
             return hit[1]
-        # children first, with an explicit stack: expressions may be thousands of levels deep
+        if self._depth < _RECURSION_BUDGET:
+            self._depth += 1
+            try:
+                k = self._make(e)
+            finally:
+                self._depth -= 1
+            self._memo[id(e)] = (e, k)
+            return k
+        return self._key_deep(e)
+
+    def _key_deep(self, e) -> tuple:
+        """Children first with an explicit stack: expressions may be thousands of levels deep."""
+        saved, self._depth = self._depth, _RECURSION_BUDGET  # keep _make from recursing
+        memo = self._memo
         stack = [(e, False)]
-        while stack:
-            node, ready = stack.pop()
-            hit = self._memo.get(id(node))
-            if hit is not None and hit[0] is node:
-                continue
-            if ready:
-                self._memo[id(node)] = (node, self._make(node))
-                continue
-            stack.append((node, True))
-            stack.extend((c, False) for c in self._children(node))
-        return self._memo[id(e)][1]
+        try:
+            while stack:
+                node, ready = stack.pop()
+                hit = memo.get(id(node))
+                if hit is not None and hit[0] is node:
+                    continue
+                if ready:
+                    memo[id(node)] = (node, self._make(node))
+                    continue
+                stack.append((node, True))
+                stack.extend((c, False) for c in self._children(node))
+        finally:
+            self._depth = saved
+        return memo[id(e)][1]
 
     @staticmethod
     def _children(e):
         if isinstance(e, Var) or not isinstance(e, Node) or getattr(e, "uid", None) is not None:
             return []
         out = []
-        todo = [getattr(e, f.name) for f in dataclasses.fields(e) if f.compare]
+        todo = [getattr(e, name) for name in _compare_fields(type(e))]
         while todo:
             v = todo.pop()
             if isinstance(v, Node):
@@ -66,16 +94,15 @@ class KeyMaker:
             uid = getattr(e, "uid", None)
             if uid is not None:  # other identities: buffers, iteration variables
                 return (type(e).__name__, uid)
-            parts = [type(e).__name__]
-            for f in dataclasses.fields(e):
-                if f.compare:
-                    parts.append(self._field(getattr(e, f.name)))
-            return tuple(parts)
+            return (type(e).__name__,) + tuple(self._field(getattr(e, name))
+                                               for name in _compare_fields(type(e)))
         return self._field(e)
 
     def _field(self, v) -> tuple:
         if isinstance(v, Node):
             return self.key(v)
+        if isinstance(v, str):
+            return ("s", v)
         if isinstance(v, (tuple, list)):
             return ("()",) + tuple(self._field(x) for x in v)
         if isinstance(v, bool):
@@ -84,8 +111,6 @@ class KeyMaker:
             return ("i", v)
         if isinstance(v, float):
             return ("f", repr(v))
-        if isinstance(v, str):
-            return ("s", v)
         if v is None:
             return ("None",)
         return ("obj", type(v).__name__, getattr(v, "uid", id(v)))

@@ -18,8 +18,9 @@ from ..expr import (Add, And, Broadcast, Call, Cast, CmpOp, Div, EQ, FloatImm, F
                     Ramp, Select, Sub, Var)
 from ..ir.functor import Mutator, free_vars, post_order_visit, substitute
 from .constant_fold import (const_bool as _const_bool, const_value as _const_value, fold_binary,
-                            fold_call, fold_cast, int_limits, is_index_type, splat as _splat)
-from .divmod_rules import DivModRules
+                            fold_call, fold_cast, holds, int_limits, is_index_type,
+                            splat as _splat)
+from .divmod_rules import DivModRules, divide_terms as _divide_terms
 from .int_bound import compare_bounds
 from .linear import Linear, multiply, to_expr
 
@@ -154,7 +155,8 @@ class Simplifier(DivModRules, Mutator):
             if key not in lin.terms or len(slot[1]) != 1:
                 continue
             coeff, (t,) = slot
-            if type(t) not in (FloorDiv, FloorMod) or not isinstance(t.b, IntImm) or t.b.value <= 0:
+            if type(t) not in (FloorDiv, FloorMod) or not isinstance(t.b, IntImm) \
+                    or t.b.value <= 0:
                 continue
             c = t.b.value
             if type(t) is FloorMod:
@@ -337,7 +339,8 @@ class Simplifier(DivModRules, Mutator):
         k = diff.const
         if g > 1:
             k = -((-k) // g) if cls in (LE, GT) else k // g  # exact for EQ / NE
-            diff = Linear(diff.dtype, k, {key: [cf // g, f] for key, (cf, f) in diff.terms.items()})
+            diff = _divide_terms(diff, g)
+            diff.const = k
         pos = Linear(diff.dtype, 0, {key: s for key, s in diff.terms.items() if s[0] > 0})
         neg = Linear(diff.dtype, 0, {key: [-s[0], s[1]] for key, s in diff.terms.items()
                                      if s[0] < 0})
@@ -426,7 +429,7 @@ class Simplifier(DivModRules, Mutator):
             scalar = fold_cast(v.value, dt.element_of(dtype))
             if scalar is not None:
                 return Broadcast(scalar, v.lanes, dtype)
-        if isinstance(v, Cast) and v.value.dtype == dtype and _holds(v.dtype, dtype):
+        if isinstance(v, Cast) and v.value.dtype == dtype and holds(v.dtype, dtype):
             return v.value  # a widening cast undone
         return node if v is node.value else Cast(v, dtype)
 
@@ -486,15 +489,6 @@ class Simplifier(DivModRules, Mutator):
 def _int_compare(e: CmpOp) -> bool:
     """Comparisons of integers can be negated by flipping the operator (floats: NaN)."""
     return dt.is_int(e.a.dtype) or dt.is_bool(e.a.dtype)
-
-
-def _holds(wide: str, narrow: str) -> bool:
-    """Every value of integer dtype ``narrow`` is representable in ``wide``."""
-    if not (dt.is_int(wide) or dt.is_bool(wide)) or not (dt.is_int(narrow) or dt.is_bool(narrow)):
-        return False
-    lo_w, hi_w = int_limits(wide)
-    lo_n, hi_n = int_limits(narrow)
-    return lo_w <= lo_n and hi_n <= hi_w
 
 
 def _has_extern(e) -> bool:

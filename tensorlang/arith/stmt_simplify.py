@@ -47,7 +47,8 @@ class StmtSimplifier(Mutator):
 
     def visit_For(self, s: For):
         mn, ext = self.ana.simplify(s.min), self.ana.simplify(s.extent)
-        if isinstance(ext, IntImm) and ext.value <= 0:
+        bound = self.ana.int_bound(ext)
+        if bound.max is not None and bound.max <= 0:
             return _noop()
         plain = s.kind == SERIAL and not s.thread_tag and not s.annotations
         if plain and isinstance(ext, IntImm) and ext.value == 1:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import dtype as dt
 from ..expr import (Add, Broadcast, Call, Cast, Div, FloatImm, FloorDiv, FloorMod, GE, IntImm, LE,
                     Max, Min, Mod, Mul, PrimExpr, Ramp, Range, Select, StringImm, Sub, Var)
-from .constant_fold import int_limits, is_index_type
+from .constant_fold import holds, int_limits, is_index_type
 
 _MAX_DEPTH = 32  # nested variable ranges; deeper means a cycle
 
@@ -64,7 +63,8 @@ class _Intervals:
                     or stride[0] is not stride[1]:
                 return None
             span = stride[0].value * (e.lanes - 1)
-            return self._simple(_plus(base[0], min(span, 0))), self._simple(_plus(base[1], max(span, 0)))
+            return (self._simple(_plus(base[0], min(span, 0))),
+                    self._simple(_plus(base[1], max(span, 0))))
         if isinstance(e, Broadcast):
             return self.interval(e.value)
         if not is_index_type(e.dtype):
@@ -130,7 +130,7 @@ class _Intervals:
                 return self._constant(t)
             return (self._simple(Min(a[0], b[0], t.dtype)),
                     self._simple(Max(a[1], b[1], t.dtype)))
-        if kind is Cast and is_index_type(t.value.dtype) and _holds(t.dtype, t.value.dtype):
+        if kind is Cast and is_index_type(t.value.dtype) and holds(t.dtype, t.value.dtype):
             a = self.interval(t.value)
             if a is None:
                 return self._constant(t)
@@ -197,12 +197,6 @@ def _operands(e):
             yield v
         elif isinstance(v, tuple):
             yield from (x for x in v if isinstance(x, PrimExpr))
-
-
-def _holds(wide: str, narrow: str) -> bool:
-    lo_w, hi_w = int_limits(wide)
-    lo_n, hi_n = int_limits(narrow)
-    return dt.lanes_of(wide) == 1 and lo_w <= lo_n and hi_n <= hi_w
 
 
 def _plus(e: PrimExpr, k: int) -> PrimExpr:

@@ -290,7 +290,7 @@ def test_float_min_is_not_reordered():
     assert same(simplify(e), e)
 
 
-# -- comparisons and logic -------------------------------------------------------------------------
+# -- comparisons and logic ------------------------------------------------------------------------
 
 def test_comparisons_from_ranges():
     i, o, ii = var("i"), var("o"), var("ii")
@@ -347,7 +347,7 @@ def test_let(xyz):
     assert same(simplify(Let(v, x, v + 1, "int32")), x + 1)
 
 
-# -- floats ------------------------------------------------------------------------------------------
+# -- floats ---------------------------------------------------------------------------------------
 
 def test_float_identities_only():
     a, b = var("a", "float32"), var("b", "float32")
@@ -363,7 +363,7 @@ def test_float_identities_only():
     assert same(simplify(e), e)
 
 
-# -- vectors ---------------------------------------------------------------------------------------
+# -- vectors --------------------------------------------------------------------------------------
 
 def test_ramp_arithmetic():
     io = var("io")
@@ -387,7 +387,7 @@ def test_ramp_division_within_one_block():
     assert same(simplify(e), e)
 
 
-# -- const_int_bound ---------------------------------------------------------------------------------
+# -- const_int_bound ------------------------------------------------------------------------------
 
 def test_const_int_bound_interval_arithmetic(xyz):
     x, y, _ = xyz
@@ -431,7 +431,7 @@ def test_const_int_bound_uses_linear_form():
     assert const_int_bound((x + 1) - x) == IntBound(1, 1)
 
 
-# -- prove / can_prove_equal ---------------------------------------------------------------------------
+# -- prove / can_prove_equal ----------------------------------------------------------------------
 
 def test_prove(xyz):
     x, y, _ = xyz
@@ -451,7 +451,7 @@ def test_can_prove_equal(xyz):
     assert can_prove_equal(a * 1.0, a)
 
 
-# -- bound_of ------------------------------------------------------------------------------------------
+# -- bound_of -------------------------------------------------------------------------------------
 
 def test_bound_of_symbolic_tile():
     i, di, o, f = var("i"), var("di"), var("o"), var("f")
@@ -522,7 +522,7 @@ def test_bound_of_vector_index():
     assert same(r.min, imm(0)) and same(r.extent, imm(32))
 
 
-# -- Analyzer ------------------------------------------------------------------------------------------
+# -- Analyzer -------------------------------------------------------------------------------------
 
 def test_analyzer_bind_scopes():
     i, n = var("i"), var("n")

@@ -167,3 +167,91 @@ def test_range_of_the_argument_kept():
     i = var("i")
     from tensorlang.arith import simplify
     assert same(simplify(i < 4, {i: Range(imm(0), imm(4))}), IntImm(1, "bool"))
+
+
+# -- random loop nests: the interpreter gives the same answer before and after -------------------
+
+def _random_index(rng, loop_vars, depth=2):
+    from tensorlang.expr import FloorDiv, FloorMod, Max, Min
+    if depth == 0 or rng.random() < 0.3:
+        if loop_vars and rng.random() < 0.8:
+            return rng.choice(loop_vars)
+        return imm(rng.randint(-5, 9))
+    a = _random_index(rng, loop_vars, depth - 1)
+    b = _random_index(rng, loop_vars, depth - 1)
+    kind = rng.randrange(7)
+    if kind == 0:
+        return a + b
+    if kind == 1:
+        return a - b
+    if kind == 2:
+        return a * rng.choice([2, 3, 4, 8])
+    if kind == 3:
+        return FloorDiv(a, imm(rng.choice([2, 4, 8])), "int32")
+    if kind == 4:
+        return FloorMod(a, imm(rng.choice([2, 4, 8])), "int32")
+    return (Min if kind == 5 else Max)(a, b, "int32")
+
+
+def _random_body(rng, out, loop_vars, depth):
+    from tensorlang.expr import FloorMod
+    roll = rng.random()
+    if depth > 0 and roll < 0.35:
+        v = var(f"i{depth}")
+        lo = rng.choice([imm(0), imm(rng.randint(-3, 3))] +
+                        ([loop_vars[-1] * rng.choice([2, 4])] if loop_vars else []))
+        extent = imm(rng.choice([0, 1, 1, 2, 3, 4, 5]))
+        kind = rng.choice(["serial", "serial", "serial", "parallel"])
+        return For(v, lo, extent, kind, _random_body(rng, out, loop_vars + [v], depth - 1))
+    if depth > 0 and roll < 0.55:
+        if loop_vars and rng.random() < 0.4:  # a bound on one variable, as padding makes
+            v, c = rng.choice(loop_vars), imm(rng.randint(-2, 6))
+            cond = rng.choice([v < c, v >= c, v <= c, v > c, v == c, c < v])
+        else:
+            cond = _random_index(rng, loop_vars) < _random_index(rng, loop_vars)
+        other = _random_body(rng, out, loop_vars, depth - 1) if rng.random() < 0.5 else None
+        return IfThenElse(cond, _random_body(rng, out, loop_vars, depth - 1), other)
+    if depth > 0 and roll < 0.7:
+        return SeqStmt(tuple(_random_body(rng, out, loop_vars, depth - 1) for _ in range(2)))
+    if depth > 0 and roll < 0.8:
+        v = var(f"t{depth}")
+        return LetStmt(v, _random_index(rng, loop_vars),
+                       _random_body(rng, out, loop_vars + [v], depth - 1))
+    index = FloorMod(_random_index(rng, loop_vars) + 1000, imm(out.shape[0].value), "int32")
+    value = _random_index(rng, loop_vars)
+    return BufferStore(out, out[index] + value, (index,))
+
+
+def test_random_loop_nests_keep_their_results():
+    import random
+
+    import numpy as np
+
+    from tensorlang.ir import interpreter
+
+    out = decl_buffer((16,), "int32", "Out")
+    changed = 0
+    for seed in range(150):
+        rng = random.Random(seed)
+        body = _random_body(rng, out, [], 5)
+        func = PrimFunc("f", (out,), body)
+        simple = simplify_stmt(func)
+        changed += simple is not func
+        expected = np.zeros(16, "int32")
+        actual = np.zeros(16, "int32")
+        interpreter.run(func, expected)
+        interpreter.run(simple, actual)
+        np.testing.assert_array_equal(actual, expected, err_msg=f"seed {seed}")
+    assert changed > 50
+
+
+def test_guard_on_one_variable_narrows_its_range():
+    i = var("i")
+    inner = IfThenElse(i < 12, store(A, i, 2.0))
+    before = loop(i, 16, IfThenElse(i < 8, SeqStmt((store(A, i), inner))))
+    expected = loop(i, 16, IfThenElse(i < 8, SeqStmt((store(A, i), store(A, i, 2.0)))))
+    assert same(simplify_stmt(before), expected)
+    # padding: inside `i >= 1`, i - 1 is a valid index
+    before = loop(i, 17, IfThenElse(i >= 1, IfThenElse(i - 1 >= 0, store(A, i - 1))))
+    expected = loop(i, 17, IfThenElse(i >= 1, store(A, i - 1)))
+    assert same(simplify_stmt(before), expected)
