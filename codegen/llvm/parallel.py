@@ -68,15 +68,7 @@ def emit_parallel_for(cg, loop: S.For) -> None:
 
 def _captured_vars(cg, loop: S.For) -> list:
     """Free variables of the loop body (buffer bases included), minus the loop variable."""
-    found = {v.uid: v for v in free_vars(loop.body)}
-
-    def allocation_extents(node):  # free_vars does not look into buffer shapes
-        if isinstance(node, S.Allocate):
-            for extent in node.buffer.shape:
-                for v in free_vars(S.Evaluate(extent)):
-                    found.setdefault(v.uid, v)
-
-    post_order_visit(loop.body, allocation_extents)
+    found = {v.uid: v for v in free_vars(loop.body)}  # allocation sizes included
     allocated = set()
     post_order_visit(loop.body, lambda n: allocated.add(n.buffer.data.uid)
                      if isinstance(n, S.Allocate) else None)

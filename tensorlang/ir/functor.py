@@ -137,6 +137,8 @@ def free_vars(node) -> list[Var]:
 
         def visit_Allocate(self, s):
             bound.add(s.buffer.data.uid)
+            for extent in s.buffer.shape:  # sizes are computed where the allocation runs
+                self.visit(extent)
             self.generic_visit(s)
 
     _F().visit(node)
