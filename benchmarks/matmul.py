@@ -72,13 +72,13 @@ def _gflops(n, seconds):
 
 def run_one(n: int, threads: int) -> dict:
     import tensorlang as tl
-    from codegen.llvm import Target
+    from codegen.llvm import host_target
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     expected = a @ b
     rows = {}
-    lanes = Target.from_string("llvm").vector_bits // 32
+    lanes = host_target().vector_bits // 32
     for name, (s, args) in (("default", default_schedule(n)),
                             ("hand", hand_schedule(n, lanes))):
         f = tl.build(s, args, target="llvm")
