@@ -268,22 +268,28 @@ def _check_reductions(body, name):
             "larger expression; compute the reduction in one stage and use it in a second")
 
 
+def visit_body(exprs, fn) -> None:
+    """Call ``fn`` on every node of compute bodies, looking inside reductions' sources and
+    conditions (not their axes or combiners)."""
+    from .ir.functor import post_order_visit
+    for e in exprs:
+        if isinstance(e, Reduce):
+            for s in e.source:
+                post_order_visit(s, fn)
+            post_order_visit(e.condition, fn)
+        else:
+            post_order_visit(e, fn)
+
+
 def collect_tensor_reads(exprs) -> list[Tensor]:
     """Tensors read by the expressions, in first-use order, each once."""
-    from .ir.functor import post_order_visit
     seen: dict = {}
 
     def visit(node):
         if isinstance(node, ProducerLoad):
             seen.setdefault(node.producer, None)
 
-    for e in exprs:
-        if isinstance(e, Reduce):
-            for s in e.source:
-                post_order_visit(s, visit)
-            post_order_visit(e.condition, visit)
-        else:
-            post_order_visit(e, visit)
+    visit_body(exprs, visit)
     return list(seen)
 
 

@@ -1,9 +1,9 @@
 """Inline stages marked ``compute_inline`` into the bodies of the stages that read them."""
 from __future__ import annotations
 
-from ..expr import ProducerLoad, Reduce
+from ..expr import ProducerLoad
 from ..ir.functor import Mutator, substitute
-from ..tensor import ComputeOp
+from ..tensor import ComputeOp, visit_body
 
 
 def effective_bodies(sch) -> dict:
@@ -36,18 +36,11 @@ def effective_bodies(sch) -> dict:
 
 def reads_of(bodies, producer_stage, sch) -> list[tuple]:
     """The index tuples with which ``bodies`` read any output of ``producer_stage``."""
-    from ..ir.functor import post_order_visit
     found = []
 
     def visit(node):
         if isinstance(node, ProducerLoad) and sch.stage_map.get(node.producer.op) is producer_stage:
             found.append(node.indices)
 
-    for b in bodies:
-        if isinstance(b, Reduce):
-            for s in b.source:
-                post_order_visit(s, visit)
-            post_order_visit(b.condition, visit)
-        else:
-            post_order_visit(b, visit)
+    visit_body(bodies, visit)
     return found

@@ -39,11 +39,8 @@ def pass_down_domain(stage, root_ranges: dict) -> dict:
     return dom
 
 
-def pass_up_value(stage, dom: dict, leaf_values: dict | None = None) -> dict:
-    """Value of every axis in terms of the leaf loop variables (root axes include their min).
-
-    ``leaf_values`` may override the value of some leaves (used to rename loops).
-    """
+def _relative_values(stage, dom: dict, leaf_values: dict | None = None) -> dict:
+    """Value of every axis relative to its own start, in terms of the leaf loop variables."""
     value = {iv: iv.var for iv in stage.leaf_iter_vars}
     if leaf_values:
         value.update(leaf_values)
@@ -56,6 +53,15 @@ def pass_up_value(stage, dom: dict, leaf_values: dict | None = None) -> dict:
             inner_extent = dom[rel.inner].extent
             value[rel.outer] = binary(FloorDiv, value[rel.fused], inner_extent)
             value[rel.inner] = binary(FloorMod, value[rel.fused], inner_extent)
+    return value
+
+
+def pass_up_value(stage, dom: dict, leaf_values: dict | None = None) -> dict:
+    """Value of every axis in terms of the leaf loop variables (root axes include their min).
+
+    ``leaf_values`` may override the value of some leaves (used to rename loops).
+    """
+    value = _relative_values(stage, dom, leaf_values)
     for root in stage.root_iter_vars:
         rng = dom[root]
         rel_value = value.get(root, root.var)
@@ -70,16 +76,7 @@ def split_conditions(stage, dom: dict, value: dict) -> list:
     Returns (condition, involves_reduce_axis) pairs; the caller drops the provable ones.
     """
     from ..expr import LT, REDUCE
-    rel_value = {iv: iv.var for iv in stage.leaf_iter_vars}
-    for rel in reversed(stage.relations):
-        if isinstance(rel, Split):
-            factor = rel.factor if rel.factor is not None else dom[rel.inner].extent
-            rel_value[rel.parent] = binary(Add, binary(Mul, rel_value[rel.outer], factor),
-                                           rel_value[rel.inner])
-        elif isinstance(rel, Fuse):
-            inner_extent = dom[rel.inner].extent
-            rel_value[rel.outer] = binary(FloorDiv, rel_value[rel.fused], inner_extent)
-            rel_value[rel.inner] = binary(FloorMod, rel_value[rel.fused], inner_extent)
+    rel_value = _relative_values(stage, dom)
     conds = []
     for rel in stage.relations:
         if isinstance(rel, Split):
