@@ -228,8 +228,9 @@ class CodeGen(ExprCodegen):
         buf = s.buffer
         element = memory_type(dt.element_of(buf.dtype))
         size = element_bytes(buf.dtype) * dt.lanes_of(buf.dtype)
-        constant_shape = all(isinstance(extent, E.IntImm) for extent in buf.shape)
-        count = math.prod(extent.value for extent in buf.shape) if constant_shape else None
+        extents = buf.allocation_extents()
+        constant_shape = all(isinstance(extent, E.IntImm) for extent in extents)
+        count = math.prod(extent.value for extent in extents) if constant_shape else None
         if count is not None and buf.scope != "global" and count * size <= STACK_LIMIT:
             slot = self.scope.alloca(ir.ArrayType(element, max(count, 1) * dt.lanes_of(buf.dtype)),
                                      HEAP_ALIGN, name=buf.name)
@@ -248,7 +249,7 @@ class CodeGen(ExprCodegen):
     def _allocation_bytes(self, buf, size: int) -> ir.Value:
         b = self.b
         total = ir.Constant(I64, size)
-        for extent in buf.shape:
+        for extent in buf.allocation_extents():
             value = self.expr(extent)
             value = b.sext(value, I64) if value.type.width < 64 else value
             total = b.mul(total, value)

@@ -37,6 +37,17 @@ class Buffer(Node):
     def ndim(self) -> int:
         return len(self.shape)
 
+    def allocation_extents(self) -> tuple:
+        """Extents whose product is the element count to allocate; padded strides
+        (``storage_align``) make it larger than the product of the shape."""
+        if not self.strides or not self.shape:
+            return self.shape
+        first, stride = self.shape[0], self.strides[0]
+        if isinstance(first, IntImm) and isinstance(stride, IntImm):
+            return (IntImm(first.value * stride.value, first.dtype),)
+        from ..expr import Mul, binary
+        return (binary(Mul, first, stride),)
+
     def vload(self, indices, dtype=None):
         from ..expr import BufferLoad
         return BufferLoad(self, tuple(convert(i) for i in indices), dtype or self.dtype)

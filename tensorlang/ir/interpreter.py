@@ -552,7 +552,7 @@ class _Compiler:
     def s_Allocate(self, s):
         b = s.buffer
         uid, target, body = b.data.uid, np_dtype(b.dtype), self.stmt(s.body)
-        extents = [self.expr(x) for x in b.shape]
+        extents = [self.expr(x) for x in b.allocation_extents()]
         fill = _uninitialised(b.dtype)
 
         def allocate(env):
