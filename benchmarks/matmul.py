@@ -34,36 +34,9 @@ def default_schedule(n: int):
 
 
 def hand_schedule(n: int, vector_lanes: int):
-    """Pack B into column panels, accumulate a register tile in a local cache, parallel rows."""
-    import tensorlang as tl
-    nr = 2 * vector_lanes          # two vector registers wide
-    # rows of the register tile: 6 fills 16 AVX2 registers best, but only when it divides n
-    # (a guarded tail inside the micro-kernel costs more than the registers gain)
-    mr = next(r for r in ((6, 4, 2, 1) if vector_lanes == 8 else (8, 4, 2, 1)) if n % r == 0)
-    A = tl.placeholder((n, n), "float32", name="A")
-    B = tl.placeholder((n, n), "float32", name="B")
-    k = tl.reduce_axis((0, n), name="k")
-    packed = tl.compute((n // nr, n, nr), lambda jo, kk, ji: B[kk, jo * nr + ji], name="packedB")
-    C = tl.compute((n, n), lambda i, j: tl.sum(A[i, k] * packed[j // nr, k, j % nr], axis=k),
-                   name="C")
-    s = tl.create_schedule(C)
-    CC = s.cache_write(C, "local")
-    i, j = s[C].op.axis
-    io, jo, ii, ji = s[C].tile(i, j, mr, nr)
-    s[C].vectorize(ji)
-    s[C].parallel(io)
-    s[CC].compute_at(s[C], jo)
-    ci, cj = s[CC].op.axis
-    (kk,) = s[CC].op.reduce_axis
-    ko, ki = s[CC].split(kk, factor=4)
-    s[CC].reorder(ko, ki, ci, cj)
-    s[CC].unroll(ki)
-    s[CC].unroll(ci)
-    s[CC].vectorize(cj)
-    po, pk, pi = s[packed].op.axis
-    s[packed].vectorize(pi)
-    s[packed].parallel(po)
-    return s, [A, B, C]
+    """Packed B panels and a register-tiled micro-kernel (``tl.ops.cpu_schedules``)."""
+    from tensorlang.ops.cpu_schedules import matmul_packed
+    return matmul_packed(n, n, n, vector_lanes=vector_lanes)
 
 
 def _gflops(n, seconds):

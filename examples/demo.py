@@ -8,40 +8,18 @@ import time
 import numpy as np
 
 import tensorlang as tl
-
-
-def matmul(n: int):
-    A = tl.placeholder((n, n), "float32", name="A")
-    B = tl.placeholder((n, n), "float32", name="B")
-    k = tl.reduce_axis((0, n), name="k")
-    C = tl.compute((n, n), lambda i, j: tl.sum(A[i, k] * B[k, j], axis=k), name="C")
-    return A, B, C
-
-
-def schedule(A, B, C):
-    s = tl.create_schedule(C)
-    CC = s.cache_write(C, "local")
-    i, j = s[C].op.axis
-    io, jo, ii, ji = s[C].tile(i, j, 4, 16)
-    s[C].vectorize(ji)
-    s[C].parallel(io)
-    s[CC].compute_at(s[C], jo)
-    ci, cj = s[CC].op.axis
-    (k,) = s[CC].op.reduce_axis
-    ko, ki = s[CC].split(k, factor=4)
-    s[CC].reorder(ko, ki, ci, cj)
-    s[CC].unroll(ki)
-    s[CC].unroll(ci)
-    s[CC].vectorize(cj)
-    return s
+from tensorlang.ops.cpu_schedules import matmul_packed
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=512)
     n = parser.parse_args().size
-    A, B, C = matmul(n)
-    s = schedule(A, B, C)
+    # the computation: C[i, j] = sum_k A[i, k] * B[k, j]; the schedule packs B into column
+    # panels and accumulates a register tile (read tensorlang/ops/cpu_schedules.py)
+    from codegen.llvm import host_target
+    lanes = host_target().vector_bits // 32
+    s, (A, B, C) = matmul_packed(n, n, n, vector_lanes=lanes)
     print(tl.lower(s, [A, B, C]))
     f = tl.build(s, [A, B, C], target="llvm")
     rng = np.random.default_rng(0)
