@@ -14,6 +14,7 @@ from ..ir.function import PrimFunc
 from ..tensor import Tensor
 from .bound import infer_bounds
 from .flatten import flatten_storage
+from .loop_partition import partition_loops
 from .inline import effective_bodies
 from .schedule_ops import LoopNestBuilder
 from .vectorize import vectorize_loops
@@ -27,6 +28,8 @@ def _simplify(func):
 # The pipeline after the loop nest is built: (name, pass) in order.
 PASSES = [
     ("simplify", _simplify),
+    ("loop_partition", partition_loops),
+    ("simplify_after_partition", _simplify),
     ("flatten_storage", flatten_storage),
     ("vectorize", vectorize_loops),
     ("simplify_after_vectorize", _simplify),
