@@ -291,9 +291,16 @@ class CodeGen(ExprCodegen):
         if s.kind != S.SERIAL:
             raise UnsupportedOpError(f"loop kind {s.kind!r} of {s.loop_var.name!r} is not "
                                      "supported by the LLVM CPU backend")
-        self.serial_loop(s)
+        pragmas = dict(s.annotations)
+        extent = s.extent.value if isinstance(s.extent, E.IntImm) else None
+        limit = pragmas.get("unroll_explicit", pragmas.get("auto_unroll_max_step"))
+        if limit is not None and extent is not None and extent <= int(limit):
+            self._unrolled(s, extent)
+            return
+        self.serial_loop(s, loop_pragmas(s, pragmas))
 
     def _unrolled(self, s, extent: int) -> None:
+        """Copy the body out ``extent`` times (register tiles become straight-line code)."""
         start = self.int_value(s.min, s.loop_var.dtype)
         for k in range(extent):
             value = start if k == 0 else self.b.add(start, constant(s.loop_var.dtype, k))
@@ -341,11 +348,39 @@ class CodeGen(ExprCodegen):
         operands = []
         for key, value in properties:
             items = [ir.MetaDataString(self.module, key)]
-            if value is not None:
+            if isinstance(value, bool):
                 items.append(ir.Constant(I1, int(value)))
+            elif isinstance(value, int):
+                items.append(ir.Constant(ir.IntType(32), value))
             operands.append(self.module.add_metadata(items))
         # A loop ID refers to itself; make it unique first, then point it at itself.
         placeholder = ir.MetaDataString(self.module, f"tl.loop.{len(self.module.metadata)}")
         loop_id = self.module.add_metadata([placeholder] + operands)
         loop_id.operands = (loop_id, *operands)
         return loop_id
+
+
+def loop_pragmas(loop, pragmas: dict) -> list:
+    """LLVM loop metadata for the ``pragma`` keys of a serial loop.
+
+    ``unroll`` (an int: unroll by that count; True: let LLVM unroll), ``unroll_explicit`` /
+    ``auto_unroll_max_step`` (copy the body out when the extent is at most the value; handled by
+    the caller), ``vectorize`` (True: ask LLVM's loop vectorizer). Unknown keys are refused so a
+    typo does not pass silently.
+    """
+    metadata = []
+    for key, value in pragmas.items():
+        if key == "unroll":
+            if value is True or value is None:
+                metadata.append(("llvm.loop.unroll.enable", None))
+            elif isinstance(value, int) and value > 0:
+                metadata.append(("llvm.loop.unroll.count", int(value)))
+            else:
+                raise UserError(f"loop {loop.loop_var.name!r}: pragma unroll needs a positive "
+                                f"count or True, got {value!r}")
+        elif key == "vectorize":
+            metadata.append(("llvm.loop.vectorize.enable", True))
+        elif key not in ("unroll_explicit", "auto_unroll_max_step"):
+            raise UserError(f"loop {loop.loop_var.name!r}: unknown pragma {key!r} (known: "
+                            "unroll, unroll_explicit, auto_unroll_max_step, vectorize)")
+    return metadata

@@ -17,6 +17,7 @@ from tensorlang import dtype as dt
 from tensorlang import expr as E
 from tensorlang.errors import InternalError, UnsupportedOpError, UserError
 
+from . import blas
 from .intrinsics import INTRINSIC_NAMES, emit_math
 from .lanes import lane_of
 from .scope import DataPointer, FunctionScope
@@ -366,6 +367,7 @@ class ExprCodegen:
         return phi
 
     def _extern_call(self, e):
+        blas.ensure_symbol(e.op, self.scope.in_parallel)  # registers the BLAS shims lazily
         if self.check_symbols and not llvm.address_of_symbol(e.op):
             raise UnsupportedOpError(f"extern function {e.op!r} is not found in this process; "
                                      "load the library that defines it first (e.g. "

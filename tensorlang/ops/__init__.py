@@ -15,6 +15,6 @@ Example::
     Y = tl.ops.nn.relu(tl.ops.nn.conv2d_nchw(X, W, padding=1))
     s = tl.create_schedule(Y)
 """
-from . import conv, cpu_schedules, elemwise, nn, pool, reduce, transform
+from . import blas, conv, cpu_schedules, elemwise, nn, pool, reduce, transform
 
-__all__ = ["conv", "cpu_schedules", "elemwise", "nn", "pool", "reduce", "transform"]
+__all__ = ["blas", "conv", "cpu_schedules", "elemwise", "nn", "pool", "reduce", "transform"]

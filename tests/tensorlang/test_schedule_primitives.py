@@ -202,3 +202,25 @@ def test_argmax_with_tuple_reducer_and_one_output_argument():
     out = np.empty(6, "int32")
     tl.build(s, [A, idx])(a, out)
     np.testing.assert_array_equal(out, a.argmax(1))
+
+
+def test_pragma_unroll_keys_reach_llvm():
+    A = tl.placeholder((64,), name="A")
+    B = tl.compute((64,), lambda i: A[i] * 2.0, name="B")
+    s = tl.create_schedule(B)
+    o, i = s[B].split(B.op.axis[0], factor=16)
+    s[B].pragma(o, "unroll", 2)
+    s[B].pragma(i, "unroll_explicit", 16)
+    func = tl.lower(s, [A, B])
+    from codegen.llvm import host_target
+    from codegen.llvm.codegen import lower_to_llvm
+    text = str(lower_to_llvm(func, host_target()).module)  # before LLVM's passes consume it
+    assert '!"llvm.loop.unroll.count", i32 2' in text
+    f = tl.build(s, [A, B])
+    a, b = _rand(64), np.empty(64, "float32")
+    f(a, b)
+    np.testing.assert_allclose(b, 2 * a, rtol=1e-6)
+    s2 = tl.create_schedule(B)
+    s2[B].pragma(B.op.axis[0], "unrol", 4)
+    with pytest.raises(tl.UserError, match="unknown pragma 'unrol'"):
+        tl.build(s2, [A, B])

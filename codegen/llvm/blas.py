@@ -1,0 +1,177 @@
+"""Vendor BLAS for generated code: by-value C shims over scipy's Fortran ``sgemm`` / ``dgemm``.
+
+``tensorlang.ops.blas`` makes ``tl.extern`` stages that call ``tl_blas_sgemm`` or
+``tl_blas_dgemm``. This module defines those two C functions, JIT-compiled with llvmlite (no C
+compiler) and registered in LLVM's process symbol table, so kernels reach the BLAS with no Python
+in the loop::
+
+    void tl_blas_sgemm(i32 trans_a, i32 trans_b, i32 m, i32 n, i32 k, float alpha,
+                       float* A, i32 lda, float* B, i32 ldb, float beta, float* C, i32 ldc)
+
+computes ``C = alpha * op(A) @ op(B) + beta * C`` for ROW-MAJOR matrices (``op(X)`` is ``X.T``
+when the flag is non-zero; ``C`` is m x n; ``lda``/``ldb``/``ldc`` are row strides in
+elements). Fortran BLAS is column-major and takes every argument by pointer, so the shim stores
+the scalars in stack slots and calls the column-major routine on the transposed problem
+``C.T = op(B).T @ op(A).T`` (operands swapped, m and n swapped). ``tl_blas_dgemm`` is the same
+in double. The Fortran entry points are the function pointers ``scipy.linalg.cython_blas``
+exports (PyCapsules); each shim reads its pointer from a global set when the shims are loaded.
+
+Threads: scipy's bundled OpenBLAS runs its own thread pool (sized by ``OPENBLAS_NUM_THREADS``,
+all cores when unset), independent of tensorlang's. A BLAS call from inside one of our parallel
+loops would start BLAS threads on top of ours and oversubscribe the cores, so a BLAS extern must
+not be placed inside a parallel loop: :func:`ensure_symbol` refuses it at code generation with
+``UnsupportedOpError``. Parallelism for a BLAS stage comes from the BLAS itself.
+
+Modules calling the shims work when JIT-compiled in this process; a shared library exported with
+``export_library`` does not carry them (the symbols resolve only inside this process).
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from tensorlang.errors import UnsupportedOpError
+
+__all__ = ["SHIMS", "ensure_symbol", "shim_address"]
+
+# shim symbol -> (scipy.linalg.cython_blas routine, LLVM element type)
+SHIMS: dict[str, tuple[str, ir.Type]] = {
+    "tl_blas_sgemm": ("sgemm", ir.FloatType()),
+    "tl_blas_dgemm": ("dgemm", ir.DoubleType()),
+}
+
+_I8 = ir.IntType(8)
+_I32 = ir.IntType(32)
+_I8_PTR = _I8.as_pointer()
+_I32_PTR = _I32.as_pointer()
+_lock = threading.Lock()
+_engine: llvm.ExecutionEngine | None = None  # the shims live in it: kept for the process's life
+_addresses: dict[str, int] = {}
+
+
+def ensure_symbol(name: str, in_parallel: bool = False) -> None:
+    """Make the BLAS shim ``name`` resolvable by JIT-compiled code; other names are left alone.
+
+    Called by the code generator before it checks that an extern symbol exists. The shims are
+    compiled and registered (``llvm.add_symbol``) the first time one is asked for.
+
+    Args:
+        name: the extern function a kernel calls.
+        in_parallel: the call sits inside a parallel loop's body.
+
+    Raises:
+        UnsupportedOpError: a BLAS shim is called inside a parallel loop (the BLAS has its own
+            threads), or scipy's BLAS is not available.
+
+    Example:
+        >>> ensure_symbol("tl_blas_sgemm")
+        >>> llvm.address_of_symbol("tl_blas_sgemm") != 0
+        True
+    """
+    if name not in SHIMS:
+        return
+    if in_parallel:
+        raise UnsupportedOpError(
+            f"the BLAS extern {name!r} is called inside a parallel loop; the BLAS runs its own "
+            "threads (OPENBLAS_NUM_THREADS), so keep BLAS stages out of parallel loops")
+    shim_address(name)
+
+
+def shim_address(name: str) -> int:
+    """The address of the BLAS shim ``name`` (``tl_blas_sgemm`` / ``tl_blas_dgemm``), loading
+    all shims on first use."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = _load_shims()
+        return _addresses[name]
+
+
+def _fortran_pointer(routine: str) -> int:
+    """The C address behind ``scipy.linalg.cython_blas.__pyx_capi__[routine]``."""
+    try:
+        # imported here, not at the top: scipy is only needed once a kernel calls a BLAS shim
+        from scipy.linalg import cython_blas
+    except ImportError as err:
+        raise UnsupportedOpError(f"BLAS externs need scipy (scipy.linalg.cython_blas): {err}") \
+            from None
+    capsule = ctypes.py_object(cython_blas.__pyx_capi__[routine])
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object,
+                                                                  ctypes.c_char_p]
+    address = get_pointer(capsule, get_name(capsule))
+    if not address:
+        raise UnsupportedOpError(f"scipy.linalg.cython_blas exports no address for {routine}")
+    return address
+
+
+def _shim_module() -> ir.Module:
+    module = ir.Module(name="tl_blas_shims")
+    module.triple = llvm.get_process_triple()
+    for shim, (routine, real) in SHIMS.items():
+        _emit_shim(module, shim, routine, real)
+    return module
+
+
+def _emit_shim(module: ir.Module, shim: str, routine: str, real: ir.Type) -> None:
+    real_ptr = real.as_pointer()
+    fortran_type = ir.FunctionType(ir.VoidType(), [
+        _I8_PTR, _I8_PTR, _I32_PTR, _I32_PTR, _I32_PTR, real_ptr, _I8_PTR, _I32_PTR, _I8_PTR,
+        _I32_PTR, real_ptr, _I8_PTR, _I32_PTR])
+    # external linkage and a null start: the loader writes the address, LLVM must not fold it
+    slot = ir.GlobalVariable(module, fortran_type.as_pointer(), f"{shim}__{routine}")
+    slot.initializer = ir.Constant(fortran_type.as_pointer(), None)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [
+        _I32, _I32, _I32, _I32, _I32, real, _I8_PTR, _I32, _I8_PTR, _I32, real, _I8_PTR, _I32]),
+        shim)
+    trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = fn.args
+    for arg, label in zip(fn.args, ("trans_a", "trans_b", "m", "n", "k", "alpha", "A", "lda",
+                                    "B", "ldb", "beta", "C", "ldc")):
+        arg.name = label
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def by_pointer(value):
+        slot_ = builder.alloca(value.type)
+        builder.store(value, slot_)
+        return slot_
+
+    def trans_char(flag):  # 'T' when the flag is set, else 'N'
+        set_ = builder.icmp_signed("!=", flag, ir.Constant(_I32, 0))
+        return by_pointer(builder.select(set_, ir.Constant(_I8, ord("T")),
+                                         ir.Constant(_I8, ord("N"))))
+
+    def at_least_one(value):  # BLAS rejects leading dimensions < 1 even for empty matrices
+        small = builder.icmp_signed("<", value, ir.Constant(_I32, 1))
+        return by_pointer(builder.select(small, ir.Constant(_I32, 1), value))
+
+    # row-major C = op(A) op(B)  <=>  column-major C.T = op(B).T op(A).T
+    target = builder.load(slot)
+    builder.call(target, [trans_char(trans_b), trans_char(trans_a), by_pointer(n), by_pointer(m),
+                          by_pointer(k), by_pointer(alpha), b, at_least_one(ldb), a,
+                          at_least_one(lda), by_pointer(beta), c, at_least_one(ldc)])
+    builder.ret_void()
+
+
+def _load_shims() -> llvm.ExecutionEngine:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    pointers = {shim: _fortran_pointer(routine) for shim, (routine, _) in SHIMS.items()}
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    machine = target.create_target_machine(opt=2)
+    module = _shim_module()
+    module.data_layout = str(machine.target_data)
+    parsed = llvm.parse_assembly(str(module))
+    parsed.verify()
+    engine = llvm.create_mcjit_compiler(parsed, machine)
+    engine.finalize_object()
+    for shim, (routine, _) in SHIMS.items():
+        slot = engine.get_global_value_address(f"{shim}__{routine}")
+        ctypes.c_void_p.from_address(slot).value = pointers[shim]
+        _addresses[shim] = engine.get_function_address(shim)
+        llvm.add_symbol(shim, _addresses[shim])
+    return engine
