@@ -365,7 +365,8 @@ def loop_pragmas(loop, pragmas: dict) -> list:
 
     ``unroll`` (an int: unroll by that count; True: let LLVM unroll), ``unroll_explicit`` /
     ``auto_unroll_max_step`` (copy the body out when the extent is at most the value; handled by
-    the caller), ``vectorize`` (True: ask LLVM's loop vectorizer). Unknown keys are refused so a
+    the caller), ``vectorize`` (True: ask LLVM's loop vectorizer), ``parallel_chunk`` (used by
+    parallel loops: tasks of that many iterations, a dynamic schedule). Unknown keys are refused so a
     typo does not pass silently.
     """
     metadata = []
@@ -380,7 +381,12 @@ def loop_pragmas(loop, pragmas: dict) -> list:
                                 f"count or True, got {value!r}")
         elif key == "vectorize":
             metadata.append(("llvm.loop.vectorize.enable", True))
+        elif key == "parallel_chunk":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"loop {loop.loop_var.name!r}: pragma parallel_chunk needs a "
+                                f"positive iteration count, got {value!r}")
         elif key not in ("unroll_explicit", "auto_unroll_max_step"):
             raise UserError(f"loop {loop.loop_var.name!r}: unknown pragma {key!r} (known: "
-                            "unroll, unroll_explicit, auto_unroll_max_step, vectorize)")
+                            "unroll, unroll_explicit, auto_unroll_max_step, vectorize, "
+                            "parallel_chunk)")
     return metadata

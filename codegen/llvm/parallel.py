@@ -10,6 +10,8 @@ For ``for i in parallel(min, min + extent): body`` the code generator emits
   the impl and records a failure code in the closure's error slot;
 * at the loop's place: fill the closure, call ``tl_parallel_launch(task_fn, closure,
   min(num_threads, extent))`` through the module's launch pointer, then check the error slot.
+  With ``pragma(ax, "parallel_chunk", c)`` the loop is cut into tasks of about ``c`` iterations
+  instead, which the pool hands out one at a time (a dynamic schedule for uneven work).
 
 The launch pointer ``<name>__parallel_launch`` starts out at a serial launcher inside the module
 (so an exported library runs on its own) and is pointed at the pool's ``tl_parallel_launch``
@@ -57,7 +59,13 @@ def emit_parallel_for(cg, loop: S.For) -> None:
     for index, value in enumerate(values):
         b.store(value, b.gep(closure, [ir.Constant(I32, 0), ir.Constant(I32, index)]))
     threads = ir.Constant(I64, cg.target.num_threads)
-    num_tasks = b.select(b.icmp_signed("<", extent, threads), extent, threads)
+    chunk = dict(loop.annotations).get("parallel_chunk")
+    if chunk is not None:
+        # dynamic schedule: tasks of about `chunk` iterations, handed out by the pool's counter
+        size = ir.Constant(I64, int(chunk))
+        num_tasks = b.sdiv(b.add(extent, ir.Constant(I64, int(chunk) - 1)), size)
+    else:  # static schedule: one contiguous chunk per thread
+        num_tasks = b.select(b.icmp_signed("<", extent, threads), extent, threads)
     launch = b.load(_launch_pointer(cg))
     b.call(launch, [task, b.bitcast(closure, I8_PTR), num_tasks])
     code = b.load(slot)

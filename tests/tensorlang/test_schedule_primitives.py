@@ -224,3 +224,17 @@ def test_pragma_unroll_keys_reach_llvm():
     s2[B].pragma(B.op.axis[0], "unrol", 4)
     with pytest.raises(tl.UserError, match="unknown pragma 'unrol'"):
         tl.build(s2, [A, B])
+
+
+def test_parallel_chunk_pragma_gives_a_dynamic_schedule():
+    A = tl.placeholder((1000, 3), name="A")
+    B = tl.compute((1000, 3), lambda i, j: A[i, j] + tl.cast(i, "float32"), name="B")
+    s = tl.create_schedule(B)
+    s[B].parallel(B.op.axis[0])
+    s[B].pragma(B.op.axis[0], "parallel_chunk", 7)
+    a, b = _rand((1000, 3)), np.full((1000, 3), np.nan, "float32")
+    tl.build(s, [A, B])(a, b)
+    np.testing.assert_allclose(b, a + np.arange(1000, dtype="float32")[:, None], rtol=1e-6)
+    s[B].pragma(B.op.axis[0], "parallel_chunk", 0)
+    with pytest.raises(tl.UserError, match="parallel_chunk needs a positive"):
+        tl.build(s, [A, B])
