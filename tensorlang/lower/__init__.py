@@ -13,6 +13,7 @@ from ..ir.buffer import decl_buffer
 from ..ir.function import PrimFunc
 from ..tensor import Tensor
 from .bound import infer_bounds
+from .check_bounds import check_reads_in_bounds
 from .flatten import flatten_storage
 from .loop_partition import partition_loops
 from .inline import effective_bodies
@@ -79,6 +80,7 @@ def lower(sch, args, name: str = "main", **_ignored) -> PrimFunc:
                 f"compute_at one of the current axes of {stage.attach_stage.name}")
     _check_inputs(sch, arg_buffers)
     bodies = effective_bodies(sch)
+    check_reads_in_bounds(sch, bodies)
     ranges = infer_bounds(sch, bodies)
     body = LoopNestBuilder(sch, bodies, ranges, arg_buffers).build()
     func = PrimFunc(name, tuple(params), body, (("output_indices", tuple(outputs)),))

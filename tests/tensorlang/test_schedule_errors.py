@@ -208,3 +208,21 @@ def test_dtype_promotion():
         tl.var("u", "uint64") + tl.var("s", "int64")
     with pytest.raises(DTypeError, match="boolean conditions"):
         a & b
+
+
+def test_read_past_the_end_is_refused_at_lowering():
+    A = tl.placeholder((10,), name="A")
+    B = tl.compute((10,), lambda i: A[i + 1] - A[i], name="B")
+    s = tl.create_schedule(B)
+    with pytest.raises(ShapeError, match=r"stage B reads A out of range: index 0 \(i \+ 1\) "
+                                         r"runs over \[1, 10\] but A has 10 elements"):
+        tl.lower(s, [A, B])
+
+
+def test_guarded_and_data_dependent_reads_are_allowed():
+    A = tl.placeholder((10,), name="A")
+    idx = tl.placeholder((4,), "int8", name="idx")
+    B = tl.compute((10,), lambda i: tl.if_then_else(i < 9, A[i + 1], 0.0) + A[i], name="B")
+    C = tl.compute((4,), lambda i: A[idx[i]], name="C")
+    tl.lower(tl.create_schedule(B), [A, B])
+    tl.lower(tl.create_schedule(C), [A, idx, C])
