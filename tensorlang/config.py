@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Config:
     """``opt_level`` 0-3 goes to LLVM; ``disabled_passes`` names lowering passes to skip;
-    ``verify`` checks the IR after every pass; ``dump_ir`` prints it after every pass."""
+    ``verify`` checks the IR after every pass; ``dump_ir`` prints it after every pass.
+    ``fast_math`` (off by default) builds exp, log, tanh, sigmoid and erf with shorter
+    polynomials: faster, accurate to about 1e-5 relative instead of a few ULP (the table in
+    ``codegen/llvm/vector_math.py``); special values (inf, nan, 0) keep their meaning."""
 
     opt_level: int = 3
     disabled_passes: tuple = ()
     verify: bool = False
     dump_ir: bool = False
+    fast_math: bool = False
     extra: dict = field(default_factory=dict)
 
 

@@ -63,7 +63,9 @@ def build(func: PrimFunc, target: "str | Target" = "llvm", *, jit: bool = True) 
     target = parse_target(target)
     if jit:
         target.check_host_support()
-    key = (structural_hash(func, map_free_vars=True), target.key(), jit)
+    # fast_math changes the code emitted for the same IR, so it is part of the key
+    from tensorlang.config import current
+    key = (structural_hash(func, map_free_vars=True), target.key(), jit, current().fast_math)
     with _lock:
         for cached_func, module in _cache.get(key, ()):
             if structural_equal(cached_func, func, map_free_vars=True):

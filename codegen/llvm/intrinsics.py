@@ -1,8 +1,10 @@
 """Math intrinsics (``exp``, ``tanh``, ``erf``, ...) for scalars and vectors.
 
-LLVM intrinsics where LLVM has them (it lowers ``llvm.sqrt.v8f32`` and friends to vector
-instructions and the rest to libm calls per lane); libm otherwise, one call per lane. A fast
-vector implementation of an op drops in through :data:`VECTOR_MATH` without touching the rest.
+float32 exp, log, tanh, sigmoid, erf and pow come from :mod:`.vector_math` (inline code, no
+libm call, scalars and vectors alike). Otherwise LLVM intrinsics where LLVM has them (it lowers
+``llvm.sqrt.v8f32`` and friends to vector instructions and the rest to libm calls per lane);
+libm otherwise, one call per lane. A fast vector implementation of an op drops in through
+:data:`VECTOR_MATH` without touching the rest.
 float16 math is computed in float32 and rounded back, as NumPy does.
 """
 from __future__ import annotations
@@ -15,11 +17,14 @@ from tensorlang import dtype as dt
 from tensorlang.errors import DTypeError, UnsupportedOpError
 
 from .types import I1, I32, constant, declare, intrinsic, llvm_type
+from .vector_math import IMPLEMENTATIONS, pow_float32
 
 Builder = ir.IRBuilder
 
-# op -> fn(builder, module, value) giving the result for a float vector, or None to fall back.
-VECTOR_MATH: dict[str, Callable[[Builder, ir.Module, ir.Value], "ir.Value | None"]] = {}
+# op -> fn(builder, module, value) giving the result for a float scalar or vector, or None to
+# fall back (vector_math answers None for float64, which keeps libm).
+VECTOR_MATH: dict[str, Callable[[Builder, ir.Module, ir.Value], "ir.Value | None"]] = dict(
+    IMPLEMENTATIONS)
 
 _LLVM_UNARY = {
     "exp": "llvm.exp", "exp2": "llvm.exp2", "log": "llvm.log", "log2": "llvm.log2",
@@ -51,13 +56,16 @@ def emit_math(b: Builder, module: ir.Module, op: str, args: list, arg_dtype: str
     if op in ("pow", "fmod"):
         if op == "fmod":
             return b.frem(args[0], args[1])
+        result = pow_float32(b, module, args[0], args[1])
+        if result is not None:
+            return result
         return b.call(intrinsic(module, "llvm.pow", args[0].type, 2), args)
     return unary(b, module, op, args[0])
 
 
 def unary(b: Builder, module: ir.Module, op: str, x: ir.Value) -> ir.Value:
     """A float unary op on a float32/float64 scalar or vector."""
-    if isinstance(x.type, ir.VectorType) and op in VECTOR_MATH:
+    if op in VECTOR_MATH:
         result = VECTOR_MATH[op](b, module, x)
         if result is not None:
             return result
