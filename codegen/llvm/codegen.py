@@ -335,6 +335,9 @@ class CodeGen(ExprCodegen):
         previous = self.scope.bind(s.loop_var, counter)
         if self.known_non_negative(s.min):
             self.scope.non_negative.add(s.loop_var.uid)
+        distance = dict(s.annotations).get("prefetch")
+        if distance:
+            self._prefetch(s, int(distance))
         self.stmt(s.body)
         self.scope.unbind(s.loop_var, previous)
         step = b.add(counter, constant(dtype, 1), flags=["nsw"])
@@ -343,6 +346,37 @@ class CodeGen(ExprCodegen):
         if metadata:
             latch.set_metadata("llvm.loop", self._loop_metadata(metadata))
         b.position_at_end(exit_bb)
+
+    def _prefetch(self, loop, distance: int) -> None:
+        """``pragma(ax, "prefetch", d)``: at the top of each iteration, prefetch what the loads
+        of the body read ``d`` iterations later (loads whose index only uses variables bound
+        here)."""
+        from tensorlang.ir.functor import free_vars, post_order_visit, substitute
+        seen = set()
+
+        def visit(node):
+            if not isinstance(node, E.BufferLoad) or len(node.indices) != 1:
+                return
+            index = node.indices[0]
+            index = index.base if isinstance(index, E.Ramp) else index
+            used = free_vars(E.Cast(index, "int64"))
+            if not any(v.uid == loop.loop_var.uid for v in used):
+                return
+            if not all(v.uid in self.scope.values for v in used):
+                return  # needs an inner loop variable: not computable here
+            ahead = substitute(index, {loop.loop_var: loop.loop_var + distance})
+            key = (node.buffer.uid, str(ahead))
+            if key in seen:
+                return
+            seen.add(key)
+            pointer = self.scope.pointer(node.buffer.data)
+            element = dt.element_of(node.buffer.dtype)
+            address = self._element_address(pointer, element, self.expr(ahead))
+            prefetch = _declare_prefetch(self.module)
+            self.b.call(prefetch, [self.b.bitcast(address, I8_PTR), ir.Constant(I32, 0),
+                                   ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+        post_order_visit(loop.body, visit)
 
     def _loop_metadata(self, properties: list) -> ir.MDValue:
         operands = []
@@ -366,7 +400,8 @@ def loop_pragmas(loop, pragmas: dict) -> list:
     ``unroll`` (an int: unroll by that count; True: let LLVM unroll), ``unroll_explicit`` /
     ``auto_unroll_max_step`` (copy the body out when the extent is at most the value; handled by
     the caller), ``vectorize`` (True: ask LLVM's loop vectorizer), ``parallel_chunk`` (used by
-    parallel loops: tasks of that many iterations, a dynamic schedule). Unknown keys are refused so a
+    parallel loops: tasks of that many iterations, a dynamic schedule), ``prefetch`` (a distance
+    in iterations: software prefetch of the body's loads). Unknown keys are refused so a
     typo does not pass silently.
     """
     metadata = []
@@ -381,6 +416,10 @@ def loop_pragmas(loop, pragmas: dict) -> list:
                                 f"count or True, got {value!r}")
         elif key == "vectorize":
             metadata.append(("llvm.loop.vectorize.enable", True))
+        elif key == "prefetch":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"loop {loop.loop_var.name!r}: pragma prefetch needs a positive "
+                                f"distance in iterations, got {value!r}")
         elif key == "parallel_chunk":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"loop {loop.loop_var.name!r}: pragma parallel_chunk needs a "
@@ -388,5 +427,14 @@ def loop_pragmas(loop, pragmas: dict) -> list:
         elif key not in ("unroll_explicit", "auto_unroll_max_step"):
             raise UserError(f"loop {loop.loop_var.name!r}: unknown pragma {key!r} (known: "
                             "unroll, unroll_explicit, auto_unroll_max_step, vectorize, "
-                            "parallel_chunk)")
+                            "parallel_chunk, prefetch)")
     return metadata
+
+
+def _declare_prefetch(module: ir.Module) -> ir.Function:
+    """``void llvm.prefetch.p0(ptr address, i32 rw, i32 locality, i32 cache_type)``."""
+    name = "llvm.prefetch.p0"
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    return ir.Function(module, ir.FunctionType(ir.VoidType(), [I8_PTR, I32, I32, I32]), name)

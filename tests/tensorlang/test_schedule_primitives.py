@@ -238,3 +238,16 @@ def test_parallel_chunk_pragma_gives_a_dynamic_schedule():
     s[B].pragma(B.op.axis[0], "parallel_chunk", 0)
     with pytest.raises(tl.UserError, match="parallel_chunk needs a positive"):
         tl.build(s, [A, B])
+
+
+def test_prefetch_pragma_emits_prefetches_and_keeps_values():
+    A = tl.placeholder((64, 256), name="A")
+    k = tl.reduce_axis((0, 256), name="k")
+    B = tl.compute((64,), lambda i: tl.sum(A[i, k], axis=k), name="B")
+    s = tl.create_schedule(B)
+    s[B].pragma(B.op.reduce_axis[0], "prefetch", 16)
+    f = tl.build(s, [A, B])
+    assert "prefetch" in f.get_source("asm")
+    a, b = _rand((64, 256)), np.empty(64, "float32")
+    f(a, b)
+    np.testing.assert_allclose(b, a.sum(1), rtol=1e-4, atol=1e-4)
