@@ -63,12 +63,10 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
                 for link in chain[1:]:
                     if lo is None:
                         break
+                    # the region of `consumer` is already written in the leaf loop variables of
+                    # the stage it is attached to (values, not root axes): relax them directly
                     link_dom = pass_down_domain(link, ranges[link])
-                    link_relaxed = _relaxed_leaves(link, link_dom, target, ax)
-                    link_value = pass_up_value(link, link_dom)
-                    link_subst = {iv.var: link_value[iv] for iv in link.root_iter_vars}
-                    lo, hi = _bound(substitute(lo, link_subst), substitute(hi, link_subst),
-                                    link_relaxed)
+                    lo, hi = _bound(lo, hi, _relaxed_leaves(link, link_dom, target, ax))
                 if lo is None:
                     unknown[d] = True
                 else:

@@ -251,3 +251,27 @@ def test_prefetch_pragma_emits_prefetches_and_keeps_values():
     a, b = _rand((64, 256)), np.empty(64, "float32")
     f(a, b)
     np.testing.assert_allclose(b, a.sum(1), rtol=1e-4, atol=1e-4)
+
+
+def test_nested_compute_at_chain_bounds():
+    # M is read by Y (at Y.i) and by P, which is attached inside V, itself attached at Y.i:
+    # M's region must be the one row of Y.i, not a span computed from doubled offsets
+    X = tl.placeholder((8, 64), name="X")
+    M = tl.compute((8,), lambda i: X[i, 0] * 0.5, name="M")
+    ro = tl.reduce_axis((0, 2), name="ro")
+    P = tl.compute((8, 32), lambda i, l: tl.sum(X[i, ro * 32 + l] - M[i], axis=ro), name="P")
+    rl = tl.reduce_axis((0, 32), name="rl")
+    V = tl.compute((8,), lambda i: tl.sum(P[i, rl], axis=rl), name="V")
+    Y = tl.compute((8, 64), lambda i, j: X[i, j] - M[i] + V[i], name="Y")
+    s = tl.create_schedule(Y)
+    i, _ = s[Y].op.axis
+    s[M].compute_at(s[Y], i)
+    s[V].compute_at(s[Y], i)
+    s[P].compute_at(s[V], V.op.axis[0])
+    assert "allocate M: float32[1]" in str(tl.lower(s, [X, Y]))
+    x = _rand((8, 64))
+    y = np.empty_like(x)
+    tl.build(s, [X, Y])(x, y)
+    m = x[:, 0] * 0.5
+    v = (x - m[:, None]).sum(1)
+    np.testing.assert_allclose(y, x - m[:, None] + v[:, None], rtol=1e-4, atol=1e-4)
