@@ -169,7 +169,12 @@ class ExprCodegen:
     def _min_max(self, e, float_intrinsic, op):
         a, b = self.expr(e.a), self.expr(e.b)
         if dt.is_float(e.dtype):
-            return self.b.call(intrinsic(self.module, float_intrinsic, a.type, 2), [a, b])
+            # NumPy's rule: NaN if either is NaN, else (a > b ? a : b) for max, which also keeps
+            # its choice between -0.0 and +0.0. "a > b ? a : b" is exactly x86 maxps/minps, so
+            # this costs one compare-and-blend more than the plain instruction (llvm.maximum
+            # orders signed zeros too and costs two more).
+            picked = self.b.select(self.b.fcmp_ordered(op, a, b), a, b)
+            return self.b.select(self.b.fcmp_unordered("uno", a, a), a, picked)
         cmp = (self.b.icmp_unsigned if dt.is_uint(e.dtype) or dt.is_bool(e.dtype)
                else self.b.icmp_signed)(op, a, b)
         return self.b.select(cmp, a, b)

@@ -41,3 +41,22 @@ def test_avx512_code_for_a_named_cpu_without_running_it():
     from codegen.llvm import build
     m = build(func, "llvm -mcpu=skylake-avx512", jit=False)
     assert re.search(r"vfmadd\w+\s+[^\n]*%zmm", m.get_source("asm"))
+
+
+def test_float_max_min_follow_numpy_for_nan_and_signed_zero():
+    A = tl.placeholder((16,), name="A")
+    B = tl.placeholder((16,), name="B")
+    C = tl.compute((16,), lambda i: tl.max(A[i], B[i]), name="C")
+    D = tl.compute((16,), lambda i: tl.min(A[i], B[i]), name="D")
+    s = tl.create_schedule([C, D])
+    for t in (C, D):
+        s[t].vectorize(s[t].split(t.op.axis[0], factor=8)[1])
+    f = tl.build(s, [A, B, C, D])
+    a = np.array([np.nan, 1, -0.0, 0.0, np.inf, -np.inf, 2, np.nan] + [3.0] * 8, "float32")
+    b = np.array([1, np.nan, 0.0, -0.0, 1, 1, np.nan, np.nan] + [-3.0] * 8, "float32")
+    c, d = np.empty(16, "float32"), np.empty(16, "float32")
+    f(a, b, c, d)
+    np.testing.assert_array_equal(c, np.maximum(a, b))
+    np.testing.assert_array_equal(d, np.minimum(a, b))
+    np.testing.assert_array_equal(np.signbit(c), np.signbit(np.maximum(a, b)))
+    np.testing.assert_array_equal(np.signbit(d), np.signbit(np.minimum(a, b)))
