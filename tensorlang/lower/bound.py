@@ -33,7 +33,7 @@ def infer_bounds(sch, bodies) -> dict:
 
 
 def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
-    from ..arith import simplify
+    from ..arith import const_int_bound, simplify
     if isinstance(stage.op, ExternOp):
         return full_ranges(stage)
     target, ax = stage.attach_stage, stage.attach_ivar
@@ -84,7 +84,15 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
         for x in highs[d][1:]:
             hi = binary(Max, hi, x)
         lo = simplify(lo)
-        result[iv] = Range(lo, simplify(binary(Add, binary(Sub, hi, lo), 1)))
+        extent = simplify(binary(Add, binary(Sub, hi, lo), 1))
+        if not isinstance(extent, IntImm):
+            # a region that shrinks near a tail: cover its largest size instead, so the
+            # loops keep a constant extent (vectorizable); points past the tensor's end are
+            # skipped by the stage's domain guard
+            _, most = const_int_bound(extent, {})
+            if most is not None:
+                extent = IntImm(max(int(most), 1), extent.dtype)
+        result[iv] = Range(lo, extent)
     for iv in stage.op.reduce_axis:
         result[iv] = iv.dom
     return result

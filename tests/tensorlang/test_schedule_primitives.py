@@ -275,3 +275,24 @@ def test_nested_compute_at_chain_bounds():
     m = x[:, 0] * 0.5
     v = (x - m[:, None]).sum(1)
     np.testing.assert_allclose(y, x - m[:, None] + v[:, None], rtol=1e-4, atol=1e-4)
+
+
+def test_attached_region_keeps_a_constant_extent_at_tails():
+    # 50 rows in tiles of 4: the cached tile of the last row tile is smaller, but its loops
+    # keep the full constant extent (guarded), so fuse + split + vectorize stays legal
+    n = 50
+    A = tl.placeholder((n, n), name="A")
+    B = tl.placeholder((n, n), name="B")
+    k = tl.reduce_axis((0, n), "k")
+    C = tl.compute((n, n), lambda i, j: tl.sum(A[i, k] * B[k, j], axis=k), name="C")
+    s = tl.create_schedule(C)
+    CC = s.cache_write(C, "local")
+    io, jo, ii, ji = s[C].tile(C.op.axis[0], C.op.axis[1], 4, 16)
+    s[CC].compute_at(s[C], jo)
+    fo, fi = s[CC].split(s[CC].fuse(*s[CC].op.axis), factor=8)
+    s[CC].vectorize(fi)
+    f = tl.build(s, [A, B, C])
+    a, b = _rand((n, n)), _rand((n, n))
+    c = np.full((n, n), np.nan, "float32")
+    f(a, b, c)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
