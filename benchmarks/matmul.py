@@ -17,6 +17,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peak  # noqa: E402  (same folder: thread pinning, host description)
+
 
 def matmul_tensors(n: int):
     import tensorlang as tl
@@ -80,17 +83,10 @@ def main():
     if args.child:
         print(json.dumps(run_one(args.size, args.threads[0])))
         return
-    import llvmlite.binding as llvm
-    print(f"CPU: {llvm.get_host_cpu_name()}  ({_cpu_model()})  size {args.size}^3 fp32")
+    print(f"CPU: {peak.cpu_description()};  size {args.size}^3 fp32")
     print(f"{'threads':>7} {'variant':>8} {'GFLOP/s':>9} {'vs NumPy':>9}")
     for threads in args.threads:
-        env = dict(os.environ)
-        for var in ("TENSORLANG_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                    "MKL_NUM_THREADS"):
-            env[var] = str(threads)
-        # OPENBLAS_CORETYPE pins an old kernel on some hosts; compare against the real one
-        env.pop("OPENBLAS_CORETYPE", None)
-        env.pop("OPENBLAS_L2_SIZE", None)
+        env = peak.child_env(threads)  # threads pinned for us and for the peers
         out = subprocess.run([sys.executable, __file__, "--child", "--size", str(args.size),
                               "--threads", str(threads)], env=env, check=True,
                              capture_output=True, text=True).stdout
@@ -99,17 +95,6 @@ def main():
             t = row[variant]
             print(f"{threads:>7} {variant:>8} {_gflops(args.size, t):>9.1f} "
                   f"{row['numpy'] / t:>8.2f}x")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peak  # noqa: E402  (same folder: thread pinning, host description)
+
 OPS = ("exp", "tanh", "erf", "sigmoid")
 CHUNK = 8 * 1024  # elements per parallel task
 
@@ -78,15 +81,11 @@ def main():
     if args.child:
         print(json.dumps(run_one(args.size, args.fast_math)))
         return
-    import llvmlite.binding as llvm
-    print(f"CPU: {llvm.get_host_cpu_name()} ({_cpu_model()}), {args.size} float32 elements, "
+    print(f"CPU: {peak.cpu_description()}; {args.size} float32 elements, "
           f"fast_math={args.fast_math}")
     print(f"{'threads':>7} {'op':>8} {'ours Gelem/s':>13} {'peer Gelem/s':>13} {'speed-up':>9}")
     for threads in args.threads:
-        env = dict(os.environ)
-        for var in ("TENSORLANG_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                    "MKL_NUM_THREADS"):
-            env[var] = str(threads)
+        env = peak.child_env(threads)  # threads pinned for us and for the peers
         command = [sys.executable, __file__, "--child", "--size", str(args.size)]
         if args.fast_math:
             command.append("--fast-math")
@@ -96,17 +95,6 @@ def main():
             ours, peer = rows[op]["ours"], rows[op]["peer"]
             print(f"{threads:>7} {op:>8} {args.size / ours / 1e9:>13.2f} "
                   f"{args.size / peer / 1e9:>13.2f} {peer / ours:>8.2f}x")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
