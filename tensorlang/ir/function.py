@@ -20,13 +20,15 @@ class PrimFunc(Node):
     body: Stmt
     attrs: tuple = ()
 
+    # Parameters (and everything the body binds) are definitions: two lowerings of the same
+    # schedule make fresh buffers and variables but are the same function.
     def __eq__(self, other):
         from .structural import structural_equal
-        return isinstance(other, PrimFunc) and structural_equal(self, other)
+        return isinstance(other, PrimFunc) and structural_equal(self, other, map_free_vars=True)
 
     def __hash__(self):
         from .structural import structural_hash
-        return structural_hash(self)
+        return structural_hash(self, map_free_vars=True)
 
     def with_body(self, body: Stmt) -> "PrimFunc":
         return PrimFunc(self.name, self.params, body, self.attrs)

@@ -296,3 +296,13 @@ def test_attached_region_keeps_a_constant_extent_at_tails():
     c = np.full((n, n), np.nan, "float32")
     f(a, b, c)
     np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_lowering_twice_gives_structurally_equal_functions():
+    A = tl.placeholder((16, 16), name="A")
+    B = tl.compute((16, 16), lambda i, j: A[i, j] * 2.0, name="B")
+    s = tl.create_schedule(B)
+    s[B].split(B.op.axis[0], factor=4)
+    first, second = tl.lower(s, [A, B]), tl.lower(s, [A, B])
+    assert first == second and hash(first) == hash(second)
+    assert first != tl.lower(tl.create_schedule(B), [A, B])
