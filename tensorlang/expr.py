@@ -313,9 +313,6 @@ class IterVar(Node):
         return hash(("IterVar", self.var.uid))
 
     # An IterVar used inside an expression means its variable.
-    def __getattr__(self, name):
-        raise AttributeError(name)
-
     def _as_expr(self):
         return self.var
 
