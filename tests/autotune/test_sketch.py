@@ -1,0 +1,240 @@
+"""Sketches: the search space generated from a computation (autotune/sketch.py)."""
+import json
+import random
+
+import numpy as np
+import pytest
+
+import tensorlang as tl
+from autotune.sketch import (default_schedule, factorizations, from_record, generate_sketches,
+                             to_record)
+from tensorlang.errors import UserError
+from tensorlang.ops import nn
+
+LANES = 8
+
+
+# -- workloads (each call builds a fresh copy of the computation) ---------------------------------
+
+def matmul(m=24, n=20, k=16):
+    A = tl.placeholder((m, k), name="A")
+    B = tl.placeholder((k, n), name="B")
+    r = tl.reduce_axis((0, k), name="k")
+    C = tl.compute((m, n), lambda i, j: tl.sum(A[i, r] * B[r, j], axis=r), name="C")
+    return [A, B, C]
+
+
+def batch_matmul(b=2, m=12, n=16, k=8):
+    A = tl.placeholder((b, m, k), name="A")
+    B = tl.placeholder((b, k, n), name="B")
+    return [A, B, nn.batch_matmul(A, B)]
+
+
+def conv_bias_relu(n=1, c=4, h=8, w=8, k=8):
+    data = tl.placeholder((n, c, h, w), name="data")
+    kernel = tl.placeholder((k, c, 3, 3), name="kernel")
+    bias = tl.placeholder((k,), name="bias")
+    conv = nn.conv2d_nchw(data, kernel, padding=1)
+    out = tl.compute(conv.shape, lambda b, f, y, x: tl.max(conv[b, f, y, x] + bias[f], 0.0),
+                     name="bias_relu")
+    return [data, kernel, bias, out]
+
+
+def depthwise(n=1, c=4, h=8, w=8):
+    data = tl.placeholder((n, c, h, w), name="data")
+    kernel = tl.placeholder((c, 1, 3, 3), name="kernel")
+    return [data, kernel, nn.depthwise_conv2d_nchw(data, kernel, padding=1)]
+
+
+def softmax(rows=4, cols=64):
+    X = tl.placeholder((rows, cols), name="X")
+    return [X, nn.softmax(X)]
+
+
+def layer_norm(rows=4, cols=64):
+    X = tl.placeholder((rows, cols), name="X")
+    G = tl.placeholder((cols,), name="G")
+    B = tl.placeholder((cols,), name="B")
+    return [X, G, B, nn.layer_norm(X, G, B)]
+
+
+def _reference(name, arrays):
+    if name == "matmul":
+        return arrays[0] @ arrays[1]
+    if name == "batch_matmul":
+        return np.matmul(arrays[0], arrays[1])
+    if name in ("conv_bias_relu", "depthwise"):
+        data, kernel = arrays[0], arrays[1]
+        n, c, h, w = data.shape
+        padded = np.pad(data, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        if name == "depthwise":
+            out = np.zeros((n, c, h, w), np.float32)
+            for y in range(3):
+                for x in range(3):
+                    out += padded[:, :, y:y + h, x:x + w] * kernel[None, :, 0, y, x, None, None]
+            return out
+        k = kernel.shape[0]
+        out = np.zeros((n, k, h, w), np.float32)
+        for y in range(3):
+            for x in range(3):
+                out += np.einsum("nchw,kc->nkhw", padded[:, :, y:y + h, x:x + w],
+                                 kernel[:, :, y, x])
+        return np.maximum(out + arrays[2][None, :, None, None], 0)
+    if name == "softmax":
+        e = np.exp(arrays[0] - arrays[0].max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    if name == "layer_norm":
+        x, g, b = arrays[:3]
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-5) * g + b
+    raise KeyError(name)
+
+
+WORKLOADS = {"matmul": matmul, "batch_matmul": batch_matmul, "conv_bias_relu": conv_bias_relu,
+             "depthwise": depthwise, "softmax": softmax, "layer_norm": layer_norm}
+
+
+def _check(name, tensors, schedule, seed=0):
+    rng = np.random.default_rng(seed)
+    inputs = [rng.standard_normal([int(d) for d in t.shape]).astype(np.float32)
+              for t in tensors[:-1]]
+    out = np.zeros([int(d) for d in tensors[-1].shape], np.float32)
+    tl.build(schedule, tensors)(*inputs, out)
+    np.testing.assert_allclose(out, _reference(name, inputs), rtol=1e-4, atol=1e-4)
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+def test_factorizations():
+    assert sorted(factorizations(12, 2)) == [(1, 12), (2, 6), (3, 4), (4, 3), (6, 2), (12, 1)]
+    assert all(a * b * c * d == 24 for a, b, c, d in factorizations(24, 4))
+    assert all(f[-1] <= 4 for f in factorizations(64, 3, 4))
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_sketches_replay_deterministically(name):
+    build = WORKLOADS[name]
+    sketches = generate_sketches(build(), LANES)
+    assert sketches
+    rng = random.Random(1)
+    for index, sketch in enumerate(sketches):
+        decisions = sketch.sample(rng)
+        record = to_record(index, decisions)
+        json.loads(record)
+        idx, again = from_record(record)
+        assert idx == index and again == decisions
+        first, second = build(), build()
+        s1 = generate_sketches(first, LANES)[idx].apply(first, again)
+        s2 = generate_sketches(second, LANES)[idx].apply(second, again)
+        assert s1.to_json() == s2.to_json()
+        assert str(tl.lower(s1, first)) == str(tl.lower(s2, second))
+        # the trace replays too
+        s3 = tl.schedule_from_json(s1.to_json(), first)
+        assert str(tl.lower(s3, first)) == str(tl.lower(s1, first))
+
+
+def test_sketch_kinds():
+    names = [sk.name for sk in generate_sketches(conv_bias_relu(), LANES)]
+    assert any("tile" in n and "cache" in n and "fuse=bias_relu" in n for n in names)
+    assert any("tile" in n and "cache" not in n for n in names)
+    assert "pad_temp:simple" in names[0]          # padding stays a stage: vectorizable loads
+    assert any("pad_temp:inline" in n for n in names)
+    assert any("rfactor" in sk.name for sk in generate_sketches(softmax(), LANES))
+    assert not any("rfactor" in sk.name for sk in generate_sketches(matmul(), LANES))
+
+
+def _check_samples(name, samples, seed, max_unroll=512):
+    tensors = WORKLOADS[name]()
+    rng = random.Random(seed)
+    for sketch in generate_sketches(tensors, LANES):
+        for _ in range(samples):
+            decisions = sketch.sample(rng)
+            for key in decisions:  # 512-step unrolls take LLVM seconds to optimize
+                if key.endswith(".unroll"):
+                    decisions[key] = min(decisions[key], max_unroll)
+            _check(name, tensors, sketch.apply(tensors, decisions))
+
+
+@pytest.mark.parametrize("name,samples", [("matmul", 5), ("conv_bias_relu", 1),
+                                          ("batch_matmul", 1), ("depthwise", 1),
+                                          ("softmax", 1), ("layer_norm", 1)])
+def test_sampled_candidates_are_correct(name, samples):
+    _check_samples(name, samples, seed=7, max_unroll=64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,samples", [("matmul", 20), ("conv_bias_relu", 20),
+                                          ("batch_matmul", 5), ("depthwise", 5),
+                                          ("softmax", 5), ("layer_norm", 5)])
+def test_every_sampled_candidate_of_a_small_space_is_correct(name, samples):
+    _check_samples(name, samples, seed=11)
+
+
+def test_mutate_keeps_validity():
+    tensors = matmul()
+    rng = random.Random(3)
+    for sketch in generate_sketches(tensors, LANES):
+        decisions = sketch.sample(rng)
+        for _ in range(10):
+            mutated = sketch.mutate(decisions, rng)
+            assert sum(mutated[k] != decisions[k] for k in decisions) <= 1
+            sketch.check(mutated)
+            decisions = mutated
+        _check("matmul", tensors, sketch.apply(tensors, decisions))
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_default_schedule_is_correct(name):
+    tensors = WORKLOADS[name]()
+    _check(name, tensors, default_schedule(tensors, LANES))
+
+
+def test_default_schedule_beats_unscheduled_matmul():
+    tensors = matmul(256, 256, 256)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((256, 256)).astype(np.float32) for _ in range(2))
+    times = []
+    for s in (tl.create_schedule(tensors[-1]), default_schedule(tensors, LANES)):
+        f = tl.build(s, tensors)
+        c = np.zeros((256, 256), np.float32)
+        f(a, b, c)
+        np.testing.assert_allclose(c, a @ b, rtol=1e-3, atol=1e-3)
+        times.append(f.time_evaluator(number=3, repeat=3)(a, b, c).median)
+    print(f"matmul 256^3: unscheduled {times[0] * 1e3:.2f} ms, default sketch "
+          f"{times[1] * 1e3:.2f} ms ({times[0] / times[1]:.1f}x)")
+    assert times[0] / times[1] >= 5
+
+
+def test_bad_records_and_decisions():
+    tensors = matmul()
+    sketch = generate_sketches(tensors, LANES)[0]
+    with pytest.raises(UserError, match="missing"):
+        sketch.apply(tensors, {})
+    bad = sketch.default_decisions()
+    bad[next(k for k in bad if ".tile." in k)] = [1, 1, 1, 7]
+    with pytest.raises(UserError, match="not one of its options"):
+        sketch.apply(tensors, bad)
+    with pytest.raises(UserError, match="another computation"):
+        sketch.apply(matmul(24, 20, 8), sketch.default_decisions())
+    with pytest.raises(UserError, match="malformed"):
+        from_record("{not json")
+
+
+def test_consumer_fused_through_inlined_stages():
+    """dense -> bias (inlined) -> relu: the relu carries the tiled loops of the dense."""
+    X = tl.placeholder((6, 10), name="X")
+    W = tl.placeholder((16, 10), name="W")
+    B = tl.placeholder((16,), name="B")
+    Y = nn.dense(X, W, B)
+    Z = tl.compute(Y.shape, lambda i, j: tl.max(Y[i, j], 0.0), name="relu")
+    tensors = [X, W, B, Z]
+    sketches = generate_sketches(tensors, LANES)
+    assert "fuse=relu" in sketches[0].name
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal([int(d) for d in t.shape]).astype(np.float32)
+               for t in tensors[:3])
+    for sketch in sketches:
+        out = np.zeros((6, 16), np.float32)
+        tl.build(sketch.apply(tensors, sketch.default_decisions()), tensors)(x, w, b, out)
+        np.testing.assert_allclose(out, np.maximum(x @ w.T + b, 0), rtol=1e-4, atol=1e-4)
