@@ -11,8 +11,8 @@ from autotune.cost_model import (DEFAULT_OBJECTIVE, RandomModel, XGBoostCostMode
                                  measure_ranking_quality, pairwise_accuracy)
 
 SIZE = 64
-CANDIDATES = 120
-TRAIN = 80
+CANDIDATES = 200
+TRAIN = 150
 FACTORS = (1, 2, 4, 8, 16, 32)
 
 
