@@ -20,7 +20,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -57,14 +56,8 @@ def _ort_session(node, inputs, output, initializers=(), opset=17):
 
 
 def _time(fn, repeat: int, number: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
+    fn()  # warm up
+    return peak.best_time(fn, repeat, number)
 
 
 # -- the cases: (our schedule, inputs, ORT session + feeds, NumPy callable, work) ------------------

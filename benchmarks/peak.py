@@ -93,7 +93,8 @@ def stream_kernel(n: int, kind: str):
     return s, args, nbytes
 
 
-def _best(fn, repeat: int, number: int = 1) -> float:
+def best_time(fn, repeat: int, number: int = 1) -> float:
+    """Best seconds per call of ``fn`` over ``repeat`` rounds of ``number`` calls."""
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -132,7 +133,7 @@ def measure(stream_elems: int = 1 << 25) -> dict:
         np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
         t = f.time_evaluator(number=3, repeat=5)(*arrays)
         out[f"{kind}_gbs"] = nbytes / min(t.results) / 1e9
-    out["numpy_copy_gbs"] = 8.0 * stream_elems / _best(lambda: np.copyto(y, x), 5, 3) / 1e9
+    out["numpy_copy_gbs"] = 8.0 * stream_elems / best_time(lambda: np.copyto(y, x), 5, 3) / 1e9
     out["bandwidth_gbs"] = max(out["copy_gbs"], out["triad_gbs"])
     return out
 

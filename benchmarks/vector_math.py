@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -43,15 +42,6 @@ def _kernel(op: str, n: int):
     return tl.build(s, [A, B], target="llvm", name=f"{op}_bench")
 
 
-def _best_of(fn, repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def run_one(n: int, fast_math: bool) -> dict:
     import tensorlang as tl
     rng = np.random.default_rng(0)
@@ -66,7 +56,7 @@ def run_one(n: int, fast_math: bool) -> dict:
         peer(x, out=z)
         np.testing.assert_allclose(y, z, rtol=1e-3 if fast_math else 1e-5, atol=1e-6)
         ours = f.time_evaluator(number=3, repeat=5)(x, y).median
-        theirs = _best_of(lambda: peer(x, out=z))
+        theirs = peak.best_time(lambda: peer(x, out=z), 5)
         rows[op] = {"ours": ours, "peer": theirs}
     return rows
 

@@ -114,26 +114,24 @@ def select(cond, t, f) -> PrimExpr:
     return Select(cond, t, f, t.dtype)
 
 
-def all(*conds) -> PrimExpr:
-    """Logical and of all conditions."""
+def _fold(cls, empty: bool, conds) -> PrimExpr:
     if len(conds) == 1 and isinstance(conds[0], (list, tuple)):
         conds = tuple(conds[0])
-    out = const(True)
+    out = const(empty)
     for i, c in enumerate(conds):
         c = as_bool(c)
-        out = c if i == 0 else And(out, c, "bool")
+        out = c if i == 0 else cls(out, c, "bool")
     return out
+
+
+def all(*conds) -> PrimExpr:
+    """Logical and of all conditions (True for none)."""
+    return _fold(And, True, conds)
 
 
 def any(*conds) -> PrimExpr:
-    """Logical or of all conditions."""
-    if len(conds) == 1 and isinstance(conds[0], (list, tuple)):
-        conds = tuple(conds[0])
-    out = const(False)
-    for i, c in enumerate(conds):
-        c = as_bool(c)
-        out = c if i == 0 else Or(out, c, "bool")
-    return out
+    """Logical or of all conditions (False for none)."""
+    return _fold(Or, False, conds)
 
 
 def logical_not(x) -> PrimExpr:
