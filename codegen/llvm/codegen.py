@@ -82,6 +82,7 @@ class CodeGen(ExprCodegen):
         self.errors: list[tuple[str, str]] = []  # (kind, message); error code = index + 1
         self.extern_symbols: set[str] = set()
         self.parallel_count = 0
+        self.nontemporal = 0  # depth of loops with pragma nontemporal around the statement
         self.launch_global: ir.GlobalVariable | None = None
         self.scope: FunctionScope | None = None
 
@@ -216,13 +217,39 @@ class CodeGen(ExprCodegen):
             base = index.base if isinstance(index, E.Ramp) else index
             address = b.bitcast(self._element_address(pointer, element, self.expr(base)),
                                 memory_type(dtype).as_pointer())
-            b.store(value, address, align=self._access_align(pointer, base, element))
+            align = self._access_align(pointer, base, element)
+            if self.nontemporal and s.buffer.scope == "global":
+                self._streaming_store(value, address, align, element_bytes(element) * lanes,
+                                      self.known_multiple(base) * element_bytes(element))
+                return
+            b.store(value, address, align=align)
             return
         indices = self.expr(index)  # a scatter, lane by lane (later lanes win, as in order)
         for lane in range(lanes):
             position = ir.Constant(I32, lane)
             address = self._element_address(pointer, element, b.extract_element(indices, position))
             b.store(b.extract_element(value, position), address, align=element_bytes(element))
+
+    def _streaming_store(self, value, address, align: int, size: int, multiple: int) -> None:
+        """pragma ``nontemporal``: a store that bypasses the caches (no read for ownership).
+        Such stores need ``size``-byte alignment; where only the offset's alignment is known
+        (``multiple``), the pointer's is tested at run time (the test is loop-invariant, so
+        LLVM hoists it) and an ordinary store serves unaligned arrays."""
+        b = self.b
+        nt = self.module.add_metadata([ir.Constant(I32, 1)])
+        if align >= size:
+            b.store(value, address, align=align).set_metadata("nontemporal", nt)
+            return
+        if multiple % size:
+            b.store(value, address, align=align)
+            return
+        aligned = b.icmp_unsigned("==", b.and_(b.ptrtoint(address, I64), ir.Constant(I64, size - 1)),
+                                  ir.Constant(I64, 0))
+        with b.if_else(aligned) as (then, otherwise):
+            with then:
+                b.store(value, address, align=size).set_metadata("nontemporal", nt)
+            with otherwise:
+                b.store(value, address, align=align)
 
     def _s_Allocate(self, s):
         buf = s.buffer
@@ -270,6 +297,14 @@ class CodeGen(ExprCodegen):
 
     # -- loops ----------------------------------------------------------------------------------
     def _s_For(self, s):
+        streaming = "nontemporal" in dict(s.annotations)
+        self.nontemporal += streaming
+        try:
+            self._loop(s)
+        finally:
+            self.nontemporal -= streaming
+
+    def _loop(self, s):
         if s.kind == S.THREAD_BINDING:
             tag = s.thread_tag or "a GPU thread axis"
             raise UnsupportedOpError(f"loop {s.loop_var.name!r} bound to {tag} needs the CUDA "
@@ -302,6 +337,7 @@ class CodeGen(ExprCodegen):
     def _unrolled(self, s, extent: int) -> None:
         """Copy the body out ``extent`` times (register tiles become straight-line code)."""
         start = self.int_value(s.min, s.loop_var.dtype)
+        distance = dict(s.annotations).get("prefetch")
         for k in range(extent):
             value = start if k == 0 else self.b.add(start, constant(s.loop_var.dtype, k))
             if isinstance(s.min, E.IntImm):
@@ -309,6 +345,8 @@ class CodeGen(ExprCodegen):
             previous = self.scope.bind(s.loop_var, value)
             if self.known_non_negative(s.min):
                 self.scope.non_negative.add(s.loop_var.uid)
+            if distance:
+                self._prefetch(s, int(distance))
             self.stmt(s.body)
             self.scope.unbind(s.loop_var, previous)
 
@@ -401,8 +439,9 @@ def loop_pragmas(loop, pragmas: dict) -> list:
     ``auto_unroll_max_step`` (copy the body out when the extent is at most the value; handled by
     the caller), ``vectorize`` (True: ask LLVM's loop vectorizer), ``parallel_chunk`` (used by
     parallel loops: tasks of that many iterations, a dynamic schedule), ``prefetch`` (a distance
-    in iterations: software prefetch of the body's loads). Unknown keys are refused so a
-    typo does not pass silently.
+    in iterations: software prefetch of the body's loads), ``nontemporal`` (True: aligned vector
+    stores to global buffers in the body bypass the caches; for outputs too large to stay in
+    cache and not read again soon). Unknown keys are refused so a typo does not pass silently.
     """
     metadata = []
     for key, value in pragmas.items():
@@ -424,10 +463,14 @@ def loop_pragmas(loop, pragmas: dict) -> list:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"loop {loop.loop_var.name!r}: pragma parallel_chunk needs a "
                                 f"positive iteration count, got {value!r}")
+        elif key == "nontemporal":
+            if value is not True:
+                raise UserError(f"loop {loop.loop_var.name!r}: pragma nontemporal takes True, "
+                                f"got {value!r}")
         elif key not in ("unroll_explicit", "auto_unroll_max_step"):
             raise UserError(f"loop {loop.loop_var.name!r}: unknown pragma {key!r} (known: "
                             "unroll, unroll_explicit, auto_unroll_max_step, vectorize, "
-                            "parallel_chunk, prefetch)")
+                            "parallel_chunk, prefetch, nontemporal)")
     return metadata
 
 

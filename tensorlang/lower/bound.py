@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import ScheduleError
 from ..expr import IntImm, Range, Max, Min, binary, Add, Sub
 from ..ir.functor import substitute
+from ..ir.structural import structural_equal, structural_hash
 from ..tensor import ComputeOp, ExternOp, PlaceholderOp
 from .inline import reads_of
 from .relations import pass_down_domain, pass_up_value
@@ -56,7 +57,7 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
         value = pass_up_value(consumer, dom)
         subst = {iv.var: value[iv] for iv in consumer.root_iter_vars if iv in value}
         relaxed = _relaxed_leaves(consumer, dom, target, ax)
-        for idx in reads_of(bodies[consumer], stage, sch):
+        for idx in _distinct(reads_of(bodies[consumer], stage, sch)):
             for d, e in enumerate(idx):
                 e = substitute(e, subst)
                 lo, hi = _bound(e, e, relaxed)
@@ -77,13 +78,8 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
         if unknown[d] or not lows[d]:
             result[iv] = iv.dom
             continue
-        lo = lows[d][0]
-        for x in lows[d][1:]:
-            lo = binary(Min, lo, x)
-        hi = highs[d][0]
-        for x in highs[d][1:]:
-            hi = binary(Max, hi, x)
-        lo = simplify(lo)
+        lo = simplify(_tree(Min, _distinct(lows[d])))
+        hi = _tree(Max, _distinct(highs[d]))
         extent = simplify(binary(Add, binary(Sub, hi, lo), 1))
         if not isinstance(extent, IntImm):
             # a region that shrinks near a tail: cover its largest size instead, so the
@@ -96,6 +92,31 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
     for iv in stage.op.reduce_axis:
         result[iv] = iv.dom
     return result
+
+
+def _distinct(items) -> list:
+    """``items`` (expressions or tuples of them) without structural repeats, in order: a body
+    that reads one element many times (a select tree) adds one bound, not thousands."""
+    buckets: dict = {}
+    out = []
+    for item in items:
+        key = tuple(item) if isinstance(item, (tuple, list)) else (item,)
+        h = hash(tuple(structural_hash(e) for e in key))
+        same = buckets.setdefault(h, [])
+        if any(len(o) == len(key) and all(structural_equal(a, b) for a, b in zip(o, key))
+               for o in same):
+            continue
+        same.append(key)
+        out.append(item)
+    return out
+
+
+def _tree(op, items):
+    """``op`` over ``items`` as a balanced tree (depth log n, not n)."""
+    while len(items) > 1:
+        items = [binary(op, a, b) for a, b in zip(items[0::2], items[1::2])] \
+            + items[len(items) // 2 * 2:]
+    return items[0]
 
 
 def _reads(consumer, producer, bodies, sch) -> bool:

@@ -263,11 +263,23 @@ def depthwise_conv2d_nchw(batch: int, channels: int, height: int, width: int,
 # inner loop. Every stage hangs directly off the output's row loop: a stage read both there and
 # from a stage nested one level deeper gets a wrong bound (see the report of issue 3).
 
+def _fast_max():
+    """A max reducer of one compare-and-select (one ``vmaxps``) instead of NumPy's
+    NaN-propagating max. Softmax may use it: a NaN it drops from the max still reaches every
+    output of its row through ``exp(x - max)`` and the sum."""
+    from ..expr import const
+    from ..math import select
+    from ..reduction import comm_reducer
+    return comm_reducer(lambda a, b: select(a > b, a, b),
+                        lambda dtype: const(float("-inf"), dtype), name="max_fast")
+
+
 def _row_partials(rows, cols, fvalue, kind, width, name):
-    """``P[i, l] = max/sum over o of fvalue(i, o * width + l)``."""
+    """``P[i, l] = max/sum over o of fvalue(i, o * width + l)`` (``kind`` "max_fast": see
+    :func:`_fast_max`)."""
     from ..reduction import max as _max
     ro = _t.reduce_axis((0, cols // width), name=f"{name}_o")
-    reduce = _max if kind == "max" else _sum
+    reduce = {"max": _max, "max_fast": _fast_max(), "sum": _sum}[kind]
     return _t.compute((rows, width), lambda i, l: reduce(fvalue(i, ro * width + l), axis=ro),
                       name=name)
 
@@ -275,9 +287,12 @@ def _row_partials(rows, cols, fvalue, kind, width, name):
 def _combine_lanes(partials, i, width, kind):
     """The lanes of one row combined pairwise (a tree, not a chain)."""
     from ..reduction import max as _max2
+    # max_fast partials combine with the NaN-keeping max: it runs once per row, and a
+    # select tree would repeat each operand at every level
+    combine = {"max": _max2, "max_fast": _max2, "sum": lambda a, b: a + b}[kind]
     terms = [partials[i, l] for l in range(width)]
     while len(terms) > 1:
-        terms = [(_max2(a, b) if kind == "max" else a + b)
+        terms = [combine(a, b)
                  for a, b in zip(terms[0::2], terms[1::2])] + terms[len(terms) // 2 * 2:]
     return terms[0]
 
@@ -292,14 +307,21 @@ def _schedule_partials(s, partials, attach_stage, attach_axis, vector_lanes):
     s[partials].vectorize(li)
 
 
-def _schedule_rows_output(s, out, vector_lanes):
+def _schedule_rows_output(s, out, vector_lanes, streaming=False):
     i, j = s[out].op.axis
     s[out].parallel(i)
     jo, ji = s[out].split(j, factor=vector_lanes)
     jo, ju = s[out].split(jo, factor=4)
     s[out].unroll(ju)
     s[out].vectorize(ji)
+    if streaming:  # an output larger than the caches: stores bypass them
+        s[out].pragma(jo, "nontemporal", True)
     return i
+
+
+def _streaming(nbytes: int) -> bool:
+    """Whether an output is large enough (64 MB) that caching it only evicts the inputs."""
+    return nbytes >= 64 << 20
 
 
 def softmax_rows(rows: int, cols: int, dtype: str = "float32", vector_lanes: int = 8):
@@ -317,19 +339,24 @@ def softmax_rows(rows: int, cols: int, dtype: str = "float32", vector_lanes: int
     from .. import math as _m
     width = 4 * vector_lanes
     X = _t.placeholder((rows, cols), dtype, name="X")
-    pmax = _row_partials(rows, cols, lambda i, j: X[i, j], "max", width, "max_lanes")
+    pmax = _row_partials(rows, cols, lambda i, j: X[i, j], "max_fast", width, "max_lanes")
     e = _t.compute((rows, cols),
-                   lambda i, j: _m.exp(X[i, j] - _combine_lanes(pmax, i, width, "max")),
+                   lambda i, j: _m.exp(X[i, j] - _combine_lanes(pmax, i, width, "max_fast")),
                    name="exp")
     psum = _row_partials(rows, cols, lambda i, j: e[i, j], "sum", width, "sum_lanes")
     Y = _t.compute((rows, cols), lambda i, j: e[i, j] * (
         _t.const(1.0, dtype) / _combine_lanes(psum, i, width, "sum")), name="softmax")
     s = create_schedule(Y)
-    i = _schedule_rows_output(s, Y, vector_lanes)
+    i = _schedule_rows_output(s, Y, vector_lanes, _streaming(rows * cols * 4))
     s[e].compute_at(s[Y], i)
     ei, j = s[e].op.axis
     jo, ji = s[e].split(j, factor=vector_lanes)
+    jo, ju = s[e].split(jo, factor=4)
+    s[e].unroll(ju)
     s[e].vectorize(ji)
+    # while exp runs on this row (from cache), fetch the next row: one row ahead is
+    # cols / vector_lanes vectors, so memory and arithmetic overlap
+    s[e].pragma(ju, "prefetch", cols // vector_lanes)
     _schedule_partials(s, pmax, e, ei, vector_lanes)
     _schedule_partials(s, psum, Y, i, vector_lanes)
     return s, [X, Y]
@@ -395,4 +422,6 @@ def gelu(size: int, dtype: str = "float32", vector_lanes: int = 8):
     s[Y].parallel(outer)
     s[Y].unroll(vu)
     s[Y].vectorize(vv)
+    if _streaming(size * 4):
+        s[Y].pragma(vo, "nontemporal", True)
     return s, [X, Y]

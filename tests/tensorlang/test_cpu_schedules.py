@@ -80,6 +80,18 @@ def test_softmax_rows():
     np.testing.assert_allclose(out, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
 
 
+def test_softmax_rows_nan_and_inf_rows_as_numpy():
+    x = _rand(4, 64)
+    x[1, 5] = np.nan          # a NaN anywhere in a row: the whole row is NaN
+    x[2, 7] = -np.inf         # -inf: that entry is 0
+    x[3, :] = -np.inf         # all -inf: NaN (inf - inf)
+    out = _run(cs.softmax_rows(4, 64, vector_lanes=LANES), [x])
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        expect = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-7)
+
+
 def test_layer_norm_rows():
     x, g, b = _rand(5, 96) + 3, _rand(96), _rand(96)
     out = _run(cs.layer_norm_rows(5, 96, vector_lanes=LANES), [x, g, b])

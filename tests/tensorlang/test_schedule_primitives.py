@@ -1,5 +1,7 @@
 """Schedule primitives beyond split/tile/reorder, traces, dtypes and extern stages, built and
 compared with NumPy on random data."""
+import platform
+
 import numpy as np
 import pytest
 
@@ -251,6 +253,79 @@ def test_prefetch_pragma_emits_prefetches_and_keeps_values():
     a, b = _rand((64, 256)), np.empty(64, "float32")
     f(a, b)
     np.testing.assert_allclose(b, a.sum(1), rtol=1e-4, atol=1e-4)
+
+
+def test_prefetch_pragma_on_unrolled_loop():
+    A = tl.placeholder((8, 256), name="A")
+    B = tl.compute((8, 256), lambda i, j: A[i, j] * 2.0, name="B")
+    s = tl.create_schedule(B)
+    i, j = s[B].op.axis
+    jo, ji = s[B].split(j, factor=4)
+    s[B].unroll(ji)
+    s[B].pragma(ji, "prefetch", 256)  # the same column of the next row
+    f = tl.build(s, [A, B])
+    assert "llvm.prefetch" in f.get_source("ll")
+    a, b = _rand((8, 256)), np.empty((8, 256), "float32")
+    f(a, b)
+    np.testing.assert_array_equal(b, a * 2)
+
+
+def _streaming_copy(n):
+    A = tl.placeholder((n,), name="A")
+    B = tl.compute((n,), lambda i: A[i] + 1.0, name="B")
+    s = tl.create_schedule(B)
+    o, v = s[B].split(B.op.axis[0], factor=8)
+    s[B].vectorize(v)
+    s[B].pragma(o, "nontemporal", True)
+    return tl.build(s, [A, B])
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="checks x86 streaming-store instructions (vmovntps / movntps)")
+def test_nontemporal_pragma_streams_aligned_and_handles_unaligned_outputs():
+    f = _streaming_copy(1024)
+    assert "movntps" in f.get_source("asm")
+    a = _rand((1024,))
+    b = tl.nd.empty((1024,), "float32")  # 64-byte aligned: the streaming path
+    f(tl.nd.array(a), b)
+    np.testing.assert_array_equal(b.numpy(), a + 1)
+    # an output that starts 4 bytes into an aligned block takes the ordinary stores
+    raw = np.empty(1024 + 16, "float32")
+    shift = (-raw.ctypes.data % 64) // 4 + 1
+    out = raw[shift:shift + 1024]
+    assert out.ctypes.data % 32
+    f(a, out)
+    np.testing.assert_array_equal(out, a + 1)
+
+
+def test_nontemporal_pragma_takes_true_only():
+    A = tl.placeholder((64,), name="A")
+    B = tl.compute((64,), lambda i: A[i] + 1.0, name="B")
+    s = tl.create_schedule(B)
+    s[B].pragma(B.op.axis[0], "nontemporal", 3)
+    with pytest.raises(tl.UserError, match="nontemporal takes True"):
+        tl.build(s, [A, B])
+
+
+def test_select_tree_reads_give_one_bound_each():
+    # a consumer that reads each element of its producer through a select tree (each level
+    # repeats its operands): bound inference must not build a chain over every repeat
+    X = tl.placeholder((4, 64), name="X")
+    P = tl.compute((4, 64), lambda i, j: X[i, j] * 2.0, name="P")
+
+    def tree(i):
+        terms = [P[i, l] for l in range(64)]
+        while len(terms) > 1:
+            terms = [tl.select(a > b, a, b) for a, b in zip(terms[0::2], terms[1::2])]
+        return terms[0]
+
+    Y = tl.compute((4,), lambda i: tree(i), name="Y")
+    s = tl.create_schedule(Y)
+    s[P].compute_at(s[Y], Y.op.axis[0])
+    x = _rand((4, 64))
+    y = np.empty(4, "float32")
+    tl.build(s, [X, Y])(x, y)
+    np.testing.assert_array_equal(y, (x * 2).max(axis=1))
 
 
 def test_nested_compute_at_chain_bounds():
