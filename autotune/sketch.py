@@ -42,7 +42,7 @@ from tensorlang.tensor import ComputeOp, PlaceholderOp, Tensor, visit_body
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
 MAX_INNER_REDUCE = 16        # innermost reduction level bound
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: packed-panel variants come first
 
 
 # -- factorizations -----------------------------------------------------------------------------
@@ -133,6 +133,27 @@ def _has_reuse(op) -> bool:
                 found.append(node)
     visit_body(op.body, visit)
     return bool(found)
+
+
+def _packable_input(op, row: int):
+    """The input of a tiled reduction worth copying into a contiguous panel ("packing"): read
+    with plain variables, the last spatial axis in its last index, a reduction variable in an
+    earlier index (so its rows are far apart in memory) and not the row axis of the register
+    tile (so one panel serves every row tile). B of ``A @ B`` is the example. None if none."""
+    spatial = [iv.var for iv in op.axis]
+    reduce_vars = {iv.var for iv in op.reduce_axis}
+    row_var = spatial[row] if 0 <= row < len(spatial) else None
+    loads = []
+    visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
+    for load in loads:
+        idx = list(load.indices)
+        if not idx or not all(isinstance(e, Var) for e in idx):
+            continue
+        if idx[-1] is not spatial[-1] or any(e is row_var for e in idx):
+            continue
+        if any(e in reduce_vars for e in idx[:-1]):
+            return load.producer
+    return None
 
 
 def _is_guarded(op) -> bool:
@@ -325,8 +346,10 @@ class _Context:
         ext = [_extent(iv) for iv in spatial]
         tiles = []
         row = _row_axis(stage.op)
+        pack = options.get("pack")
         for d, e in enumerate(ext):
-            default = _tile_default(e, d == len(ext) - 1, d == row, self.lanes)
+            default = _tile_default(e, d == len(ext) - 1, d == row, self.lanes,
+                                    panels=pack is not None)
             tiles.append(self.decide(f"{index}.tile.{d}", "tile", extent=e, levels=4,
                                      max_inner=MAX_INNER_TILE, default=default))
         rtiles = []
@@ -365,6 +388,16 @@ class _Context:
         if vec and tiles[-1][3] > 1:
             outer_stage.vectorize(levels[3][-1])
         inner_stage.compute_at(outer_stage, levels[attach][-1])
+        if pack is not None and cache:
+            # a contiguous copy of the input's panel, made once per outer tile and read by
+            # every register tile below it
+            packed = self.sch[self.sch.cache_read(self.stages[pack].op.output(0), "global",
+                                                  [inner_stage.op.output(0)])]
+            at = self.decide(f"{index}.pack_at", options=[0, 1], default=0)
+            # never below the loop its reader is computed at
+            packed.compute_at(outer_stage, levels[min(at, attach)][-1])
+            _, lane = packed.split(packed.op.axis[-1], factor=self.lanes)
+            packed.vectorize(lane)
         # inner stage: (reduce outer, spatial middle, reduce inner, spatial inner)
         mids, inners = [], []
         for iv, t in zip(list(inner_stage.op.axis), tiles):
@@ -440,13 +473,17 @@ def _split_default(extent: int, preferred) -> list:
     return [extent // inner, inner]
 
 
-def _tile_default(extent: int, last: bool, row: bool, lanes: int) -> list:
+def _tile_default(extent: int, last: bool, row: bool, lanes: int, panels: bool = False) -> list:
     """Register tile of about 6 x (2 * lanes): the last axis in vectors, the row axis in rows;
-    parallel over the row tiles, the column tiles in the second level."""
+    parallel over the row tiles, the column tiles in the second level. With ``panels`` (a
+    packed input), parallel over the column panels instead, the row tiles in the second level:
+    each packed panel then serves all rows."""
     if last:
         inner = _largest_divisor(extent, (2 * lanes, lanes, lanes // 2, 4, 2))
-        return [1, extent // inner, 1, inner]
+        return [extent // inner, 1, 1, inner] if panels else [1, extent // inner, 1, inner]
     inner = _largest_divisor(extent, (6, 4, 8, 5, 3, 2)) if row else 1
+    if panels and row:
+        return [1, extent // inner, 1, inner]
     return [extent // inner, 1, 1, inner]
 
 
@@ -531,6 +568,12 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
                             ("tile", {"cache": True, "fuse": None}),
                             ("tile", {"cache": False, "fuse": fuse}),
                             ("tile", {"cache": False, "fuse": None})]
+                packable = _packable_input(op, _row_axis(op))
+                if packable is not None:
+                    pack = index[sch[packable]]
+                    packed = [("tile", {"cache": True, "fuse": fuse, "pack": pack}),
+                              ("tile", {"cache": True, "fuse": None, "pack": pack})]
+                    variants = packed + variants
                 seen, unique = set(), []
                 for v in variants:
                     key = json.dumps(v[1], sort_keys=True)

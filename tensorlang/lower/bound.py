@@ -45,7 +45,7 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
     consumers = [c for c in stored if c is not stage and c in ranges
                  and _reads(c, stage, bodies, sch)]
     for consumer in consumers:
-        chain = _chain_to(consumer, target)
+        chain = _chain_to(consumer, target, ax)
         if chain is None:
             raise ScheduleError(
                 f"stage {stage.name} is computed at {target.name}.{ax.var.name}, but its "
@@ -125,13 +125,19 @@ def _reads(consumer, producer, bodies, sch) -> bool:
     return bool(reads_of(bodies[consumer], producer, sch))
 
 
-def _chain_to(consumer, target):
-    """Stages from ``consumer`` up its attachments to ``target``, or None if not inside it."""
+def _chain_to(consumer, target, ax):
+    """Stages from ``consumer`` up its attachments to ``target``, or None if ``consumer`` does
+    not run inside loop ``ax`` of ``target`` (attached to ``target`` at a loop outside it)."""
     chain = [consumer]
     walker = consumer
     while walker is not target:
         if walker.attach_type != "scope":
             return None
+        if walker.attach_stage is target:
+            leaves = list(target.leaf_iter_vars)
+            if walker.attach_ivar in leaves and ax in leaves and \
+                    leaves.index(walker.attach_ivar) < leaves.index(ax):
+                return None
         walker = walker.attach_stage
         chain.append(walker)
     return chain

@@ -305,6 +305,7 @@ def _schedule_partials(s, partials, attach_stage, attach_axis, vector_lanes):
     s[partials].reorder(o, lo, li)
     s[partials].unroll(lo)
     s[partials].vectorize(li)
+    return lo
 
 
 def _schedule_rows_output(s, out, vector_lanes, streaming=False):
@@ -396,9 +397,11 @@ def layer_norm_rows(rows: int, cols: int, epsilon: float = 1e-5, dtype: str = "f
 
     Y = _t.compute((rows, cols), body, name="layer_norm")
     s = create_schedule(Y)
-    i = _schedule_rows_output(s, Y, vector_lanes)
+    i = _schedule_rows_output(s, Y, vector_lanes, _streaming(rows * cols * 4))
     _schedule_partials(s, psum, Y, i, vector_lanes)
-    _schedule_partials(s, pvar, Y, i, vector_lanes)
+    lanes = _schedule_partials(s, pvar, Y, i, vector_lanes)
+    # the second pass reads the row from cache: fetch the next row meanwhile
+    s[pvar].pragma(lanes, "prefetch", cols // vector_lanes)
     return s, [X, gamma, beta, Y]
 
 

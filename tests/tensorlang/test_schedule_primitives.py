@@ -328,6 +328,22 @@ def test_select_tree_reads_give_one_bound_each():
     np.testing.assert_array_equal(y, (x * 2).max(axis=1))
 
 
+def test_producer_attached_below_its_readers_loop_is_refused():
+    # P is read by C's local stage, attached at C's outer loop; P itself at C's inner loop
+    # would be computed after its reader ran: a ScheduleError naming both stages
+    A = tl.placeholder((16, 16), name="A")
+    P = tl.compute((16, 16), lambda i, j: A[i, j] + 1.0, name="P")
+    k = tl.reduce_axis((0, 16), name="k")
+    C = tl.compute((16, 16), lambda i, j: tl.sum(P[i, k] * 2.0, axis=k), name="C")
+    s = tl.create_schedule(C)
+    CL = s.cache_write(C, "local")
+    i, j = s[C].op.axis
+    s[CL].compute_at(s[C], i)
+    s[P].compute_at(s[C], j)
+    with pytest.raises(tl.ScheduleError, match="P.*C.local|C.local.*P"):
+        tl.lower(s, [A, C])
+
+
 def test_nested_compute_at_chain_bounds():
     # M is read by Y (at Y.i) and by P, which is attached inside V, itself attached at Y.i:
     # M's region must be the one row of Y.i, not a span computed from doubled offsets
