@@ -29,6 +29,8 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -41,6 +43,9 @@ from tensorlang.expr import (BinaryOp, Call, FloatImm, IntImm, IterVar, Node, Pr
 from tensorlang.reduction import CommReducer
 from tensorlang.runtime.dtypes import np_dtype
 from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp
+
+from .database import Database
+from .sketch import default_schedule
 
 _REGISTRY: dict[str, Callable] = {}
 
@@ -168,6 +173,37 @@ class Task:
         """``(schedule, args)``: the untuned schedule and the argument tensors to build with."""
         return tl.create_schedule(self.outputs), list(self.tensors)
 
+    def apply_best(self, database=None) -> tuple:
+        """``(schedule, args)``: the best measured schedule of this task on its target, replayed
+        on this task's tensors; with no database, a missing file or no usable record, the
+        default schedule of the search space (``sketch.default_schedule``).
+
+        ``database`` is a path or an open :class:`~autotune.database.Database`; a missing file
+        is not created. Records of another target (another CPU or thread count) never apply.
+
+        Example:
+            >>> s, args = task.apply_best("tuning.db")                 # doctest: +SKIP
+            >>> f = tl.build(s, args, target=task.target)              # doctest: +SKIP
+        """
+        db, opened = database, False
+        if isinstance(database, (str, os.PathLike)):
+            path = os.fspath(database)
+            db = Database(path) if path == ":memory:" or os.path.exists(path) else None
+            opened = db is not None
+        try:
+            for record in (db.best(self.key, self.target_key, k=8) if db is not None else []):
+                try:  # a record that no longer replays (an older schedule language) is skipped
+                    return tl.schedule_from_json(record.schedule, self.tensors), list(self.tensors)
+                except UserError:
+                    continue
+        finally:
+            if opened:
+                db.close()
+        try:
+            return default_schedule(self.outputs, _vector_lanes(self)), list(self.tensors)
+        except UserError:  # no search space for it (symbolic extents, ...): the plain schedule
+            return self.default_schedule()
+
     def build(self, schedule):
         """Compile ``schedule`` of this task's computation for the task's target."""
         return tl.build(schedule, list(self.tensors), target=self.target)
@@ -232,6 +268,14 @@ class Task:
     def __repr__(self):
         return (f"Task({self.workload_name}, args={self.args!r}, target={self.target!r}, "
                 f"key={self.key[:12]})")
+
+
+def _vector_lanes(task: "Task") -> int:
+    """Vector lanes of the task's target for its first output's element type (8 for float32 on
+    AVX2): the width sketches tile the innermost loops by."""
+    bits = re.search(r"(\d+)$", task.outputs[0].dtype) if task.outputs else None
+    element = int(bits.group(1)) if bits else 32
+    return max(1, parse_target(task.target).vector_bits // max(element, 8))
 
 
 def _tuples(value):

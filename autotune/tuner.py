@@ -1,0 +1,354 @@
+"""``tune``: measure candidate schedules of several tasks within one trial budget.
+
+Each task has its own :class:`~autotune.search.EvolutionarySearch`; one XGBoost cost model is
+shared by all tasks (trained on every record of the tasks already in the database at the start,
+then updated after every measured batch). Every candidate is measured in isolation
+(``autotune.measure``) and committed to the SQLite database with its sketch record in
+``extra["sketch"]``, failures included, so a later ``tune`` on the same file continues where
+this one stopped and never measures a schedule twice.
+
+Task scheduler: the first batches go round-robin, one per task. After that each batch goes to
+the task with the largest ``weight * expected_gain``, where
+
+    expected_gain = recent_gain + best * 0.1 / sqrt(1 + measured / batch_size)
+
+``recent_gain`` is how much the task's best latency fell (seconds) over its last
+``batch_size`` trials -- the recent slope of its curve times one batch -- and the second term
+is an exploration bonus: a share of its current best latency (what one batch could save), large
+for tasks with few trials and decaying as they get more. A task without any successful
+measurement counts the slowest best latency of the others. A task whose search space is
+exhausted (every candidate measured) gets no more batches.
+
+Example::
+
+    summaries = autotune.tune([task_a, task_b], trials=200, database="tuning.db")
+    for s in summaries:
+        print(s.task, s.best_gflops, s.trials, s.errors)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from typing import Sequence
+
+from tensorlang.errors import UserError
+
+from .cost_model import XGBoostCostModel
+from .database import Database
+from .measure import LocalBuilder, LocalRunner, MeasureInput, measure, to_record
+from .search import Candidate, EvolutionarySearch
+from .task import Task
+
+__all__ = ["tune", "TaskTuneSummary", "TuneSummaries"]
+
+_EXPLORATION = 0.1
+
+
+@dataclasses.dataclass
+class TaskTuneSummary:
+    """What ``tune`` did for one task.
+
+    ``best_seconds`` / ``best_gflops`` are over all the task's records in the database (this
+    call's and earlier ones), ``None`` when none succeeded; ``trials`` and ``errors`` count this
+    call's measurements only.
+    """
+
+    task: Task
+    best_seconds: float | None
+    best_gflops: float | None
+    trials: int
+    errors: int
+    previous_trials: int = 0      # records of the task already in the database at the start
+    search_failed: int = 0        # candidates the search dropped (did not apply or lower)
+
+
+class TuneSummaries(list):
+    """The per-task summaries (a list, in the order of the tasks given) plus notes about the
+    run as a whole (``notes``: e.g. a skipped curve picture) and the curve files written."""
+
+    def __init__(self, items=(), notes=(), curve_files=()):
+        super().__init__(items)
+        self.notes = list(notes)
+        self.curve_files = list(curve_files)
+
+
+@dataclasses.dataclass
+class _TaskState:
+    task: Task
+    search: EvolutionarySearch
+    best: float = math.inf
+    measured: int = 0           # records in the database (previous and new)
+    previous: int = 0
+    trials: int = 0
+    errors: int = 0
+    exhausted: bool = False
+    batches: int = 0
+    history: list = dataclasses.field(default_factory=list)  # best seconds after each trial
+    curve: list = dataclasses.field(default_factory=list)    # [trial index, best GFLOP/s]
+
+    @property
+    def label(self) -> str:
+        args = ",".join(str(a) for a in self.task.args)
+        return f"{self.task.workload_name.rsplit('.', 1)[-1]}({args})"
+
+    def gflops(self, seconds: float) -> float | None:
+        flops = self.task.flop_count()
+        if flops is None or not math.isfinite(seconds) or seconds <= 0:
+            return None
+        return flops / seconds / 1e9
+
+
+def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
+         database: "str | os.PathLike | Database" = "tuning.db", *, timeout: float = 10.0,
+         repeat: int = 3, min_repeat_ms: float = 0.0, seed: int = 0,
+         builder: LocalBuilder | None = None, runner: LocalRunner | None = None,
+         cluster=None, batch_size: int = 16, progress: bool = True,
+         curve: "str | os.PathLike | None" = None, cost_model=None) -> TuneSummaries:
+    """Search schedules for ``tasks``, measuring ``trials`` candidates in all.
+
+    Args:
+        tasks: one task or several; ``Task.weight`` says how much each counts.
+        trials: measurements to make in this call, over all tasks. Records already in the
+            database are not counted; they train the cost model and seed the search.
+        database: the SQLite file (or an open ``Database``); created when missing.
+        timeout: seconds one candidate may run (and the build workers may go without progress,
+            at least 30).
+        repeat, min_repeat_ms: timing repeats per candidate, as ``Module.time_evaluator``.
+        seed: seeds the searches and the cost model.
+        builder, runner: measurement back-ends (default: ``LocalBuilder`` and ``LocalRunner``
+            made from the options above, closed at the end); ones passed in are left open.
+        cluster: measuring on other machines is not supported yet (issue 9).
+        batch_size: candidates measured at a time (the cost model retrains after each batch).
+        progress: a one-line progress bar on stderr.
+        curve: a path prefix: writes ``prefix.json`` ({task label: [[trial, best GFLOP/s],
+            ...]}) and ``prefix.png`` when matplotlib (the ``report`` extra) is installed.
+        cost_model: the model to use and update (default: a new ``XGBoostCostModel``).
+
+    Returns:
+        :class:`TuneSummaries`: one :class:`TaskTuneSummary` per task, in order.
+
+    Raises:
+        UserError: bad arguments, or ``cluster=`` given.
+
+    Example:
+        >>> task = Task(matmul, args=(256, 256, 256))                    # doctest: +SKIP
+        >>> [s] = tune([task], trials=64, database="tuning.db")           # doctest: +SKIP
+        >>> s.best_gflops, s.trials, s.errors                             # doctest: +SKIP
+    """
+    if cluster is not None:
+        raise UserError("tune(cluster=...) is not supported yet: measuring on remote machines "
+                        "is issue 9; leave cluster=None to measure on this machine")
+    tasks = _check_tasks(tasks)
+    if not isinstance(trials, int) or trials < 0:
+        raise UserError(f"tune: trials must be a non-negative int, got {trials!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"tune: batch_size must be a positive int, got {batch_size!r}")
+    db = database if isinstance(database, Database) else Database(database)
+    own_builder, own_runner = builder is None, runner is None
+    builder = builder or LocalBuilder(timeout=max(float(timeout), 30.0))
+    runner = runner or LocalRunner(timeout=timeout, repeat=repeat, min_repeat_ms=min_repeat_ms,
+                                   seed=seed)
+    model = cost_model if cost_model is not None else XGBoostCostModel(seed=seed)
+    run_id = f"tune-{uuid.uuid4().hex[:12]}"
+    bar = _Progress(trials, enabled=progress)
+    try:
+        states = [_TaskState(t, EvolutionarySearch(t, db, seed=seed + i))
+                  for i, t in enumerate(tasks)]
+        _pretrain(states, db, model)
+        db.start_run(run_id, {"tasks": [t.to_dict() for t in tasks], "trials": trials})
+        done = 0
+        while done < trials:
+            state = _next_task(states, batch_size)
+            if state is None:
+                break  # every search space is exhausted
+            size = min(batch_size, trials - done)
+            done += _tune_batch(state, size, db, builder, runner, model, run_id, done)
+            bar.update(done, state)
+        db.finish_run(run_id)
+    finally:
+        bar.close()
+        if own_builder:
+            builder.close()
+        if own_runner:
+            runner.close()
+        if not isinstance(database, Database):
+            db.close()
+    summaries = TuneSummaries(
+        TaskTuneSummary(s.task, s.best if math.isfinite(s.best) else None, s.gflops(s.best),
+                        s.trials, s.errors, s.previous, s.search.stats.failed) for s in states)
+    if curve is not None:
+        _write_curves(os.fspath(curve), states, summaries)
+    for note in summaries.notes:
+        if progress:
+            print(f"tune: {note}", file=sys.stderr)
+    return summaries
+
+
+def _check_tasks(tasks) -> list[Task]:
+    tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+    if not tasks:
+        raise UserError("tune needs at least one Task")
+    unique: dict = {}
+    for t in tasks:
+        if not isinstance(t, Task):
+            raise UserError(f"tune takes autotune.Task objects, got {type(t).__name__}")
+        unique.setdefault((t.key, t.target_key), t)  # the same computation is tuned once
+    return list(unique.values())
+
+
+def _pretrain(states, db: Database, model) -> None:
+    """Train the shared model on every record of the tasks already in the database."""
+    rows, costs, keys = [], [], []
+    for s in states:
+        records = db.records(s.task.key, s.task.target_key)
+        s.previous = s.measured = len(records)
+        for rec in records:
+            s.search.mark_measured([rec.schedule])
+            if rec.ok:
+                s.best = min(s.best, rec.mean_cost)
+            f = s.search.record_features(rec)
+            if f is not None:
+                rows.append(f)
+                costs.append(rec.mean_cost)
+                keys.append(s.task.key)
+    if rows:
+        model.update(rows, costs, tasks=keys)
+
+
+def _next_task(states, batch_size: int) -> _TaskState | None:
+    live = [s for s in states if not s.exhausted]
+    if not live:
+        return None
+    for s in live:  # round-robin first: one batch each
+        if s.batches == 0:
+            return s
+    finite = [s.best for s in states if math.isfinite(s.best)]
+    fallback = max(finite) if finite else 1.0
+    return max(live, key=lambda s: s.task.weight * _expected_gain(s, batch_size, fallback))
+
+
+def _expected_gain(state: _TaskState, batch_size: int, fallback: float) -> float:
+    best = state.best if math.isfinite(state.best) else fallback
+    history = state.history
+    recent = 0.0
+    if len(history) > batch_size and math.isfinite(history[-1 - batch_size]):
+        recent = history[-1 - batch_size] - history[-1]
+    elif history and math.isfinite(best):  # fewer trials than one window: from the start
+        first = next((h for h in history if math.isfinite(h)), best)
+        recent = first - best
+    bonus = best * _EXPLORATION / math.sqrt(1 + state.measured / batch_size)
+    return recent + bonus
+
+
+def _tune_batch(state, size, db, builder, runner, model, run_id, done) -> int:
+    task = state.task
+    state.batches += 1
+    batch = state.search.next_batch(size, model)
+    if not batch and state.measured == 0:
+        batch = _fallback(state)
+    if not batch:
+        state.exhausted = True
+        return 0
+    inputs = [MeasureInput(task.to_dict(), c.schedule_json) for c in batch]
+    results = measure(inputs, builder, runner)
+    records = []
+    for c, inp, res in zip(batch, inputs, results):
+        rec = to_record(task, inp, res, run_id)
+        if c.record:
+            rec = dataclasses.replace(rec, extra={**rec.extra, "sketch": c.record})
+        records.append(rec)
+    db.commit_records(records)
+    for rec in records:
+        state.trials += 1
+        state.measured += 1
+        state.errors += not rec.ok
+        if rec.ok:
+            state.best = min(state.best, rec.mean_cost)
+        state.history.append(state.best)
+        state.curve.append([state.measured, state.gflops(state.best)])
+    rows = [(c.features, r.mean_cost) for c, r in zip(batch, records) if c.features is not None]
+    if rows:
+        model.update([f for f, _ in rows], [cost for _, cost in rows],
+                     tasks=[task.key] * len(rows))
+    return len(records)
+
+
+def _fallback(state: _TaskState) -> list:
+    """A task whose every candidate fails to lower still gets one measurement, of its plain
+    schedule, so the failure is recorded (and the search never proposes anything)."""
+    schedule, _ = state.task.default_schedule()
+    text = schedule.to_json()
+    state.search.mark_measured([text])
+    return [Candidate(-1, {}, "", text, None)]
+
+
+# -- progress and curves --------------------------------------------------------------------
+
+class _Progress:
+    """``tune [#####.....] 24/64 trials | matmul(128,128,128) 12.3 GFLOP/s | 0:12, ETA 0:20``"""
+
+    def __init__(self, total: int, enabled: bool, width: int = 24):
+        self.total, self.enabled, self.width = total, enabled, width
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def update(self, done: int, state: _TaskState) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        filled = int(self.width * done / self.total) if self.total else self.width
+        gflops = state.gflops(state.best)
+        best = f"{gflops:.1f} GFLOP/s" if gflops is not None else (
+            f"{state.best * 1e3:.3f} ms" if math.isfinite(state.best) else "no valid result")
+        eta = elapsed / done * (self.total - done) if done else 0.0
+        line = (f"tune [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} trials"
+                f" | {state.label} best {best} | {_clock(elapsed)} elapsed, ETA {_clock(eta)}")
+        sys.stderr.write("\r" + line.ljust(100))
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.enabled and self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _write_curves(prefix: str, states, summaries: TuneSummaries) -> None:
+    labels: dict = {}
+    for s in states:
+        label = s.label if s.label not in labels else f"{s.label}#{s.task.key[:8]}"
+        labels[label] = s.curve
+    json_path = prefix + ".json"
+    with open(json_path, "w") as f:
+        json.dump(labels, f, indent=1)
+    summaries.curve_files.append(json_path)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        summaries.notes.append(f"wrote {json_path}; skipped {prefix}.png: matplotlib is not "
+                               "installed (pip install tensorlang[report])")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, points in labels.items():
+        points = [p for p in points if p[1] is not None]
+        if points:
+            ax.step([p[0] for p in points], [p[1] for p in points], where="post", label=label)
+    ax.set_xlabel("trials of the task")
+    ax.set_ylabel("best GFLOP/s")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(prefix + ".png")
+    plt.close(fig)
+    summaries.curve_files.append(prefix + ".png")

@@ -1,0 +1,220 @@
+"""Shared driver of ``tune_matmul.py`` and ``tune_conv2d.py``: tune one workload with
+``autotune.tune`` in stages (64, 200, 1000 trials by default), then time the best schedule
+found at each stage beside ONNX Runtime, NumPy and the hand schedule of ``cpu_schedules``, in
+the same process.
+
+The workloads live here (not in the scripts run as ``__main__``) because build and measure
+workers re-import a workload by its module path.
+
+Each thread count runs in its own process with ``TENSORLANG_NUM_THREADS`` and the BLAS / ORT
+thread counts pinned to it; the tuning database is a fresh SQLite file per thread count unless
+``--database`` names one (a tuning record belongs to the CPU and thread count it was measured
+with, and ``tune`` resumes from what the file holds).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peak  # noqa: E402
+
+import autotune  # noqa: E402
+import tensorlang as tl  # noqa: E402
+
+
+@autotune.workload
+def matmul(m: int, n: int, k: int):
+    A = tl.placeholder((m, k), name="A")
+    B = tl.placeholder((k, n), name="B")
+    r = tl.reduce_axis((0, k), name="r")
+    C = tl.compute((m, n), lambda i, j: tl.sum(A[i, r] * B[r, j], axis=r), name="C")
+    return [A, B, C]
+
+
+@autotune.workload
+def conv2d(batch: int, channels: int, size: int, filters: int, kernel: int, pad: int,
+           stride: int):
+    from tensorlang.ops import nn
+    data = tl.placeholder((batch, channels, size, size), name="data")
+    weight = tl.placeholder((filters, channels, kernel, kernel), name="weight")
+    out = nn.conv2d_nchw(data, weight, stride=stride, padding=pad)
+    return [data, weight, out]
+
+
+# -- peers ----------------------------------------------------------------------------------------
+
+def _ort_matmul(m, n, k, threads):
+    import onnxruntime  # noqa: F401  (ImportError: no peer)
+    from cpu_ops import _ort_session
+    from onnx import helper
+    node = helper.make_node("MatMul", ["A", "B"], ["C"])
+    return _ort_session(node, [("A", (m, k)), ("B", (k, n))], ("C", (m, n)))
+
+
+def _ort_conv(batch, channels, size, filters, kernel, pad, stride, weight):
+    import onnxruntime  # noqa: F401
+    from cpu_ops import _ort_session
+    from onnx import helper
+    out = (size + 2 * pad - kernel) // stride + 1
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4, strides=[stride] * 2,
+                            kernel_shape=[kernel, kernel])
+    return _ort_session(node, [("X", (batch, channels, size, size))],
+                        ("Y", (batch, filters, out, out)), initializers=[("W", weight)])
+
+
+def _setup(kind: str, args: tuple, rng):
+    """Inputs, the reference output, peers ``{name: callable}`` and the hand schedule."""
+    from codegen.llvm import host_target
+    from tensorlang.ops import cpu_schedules as cs
+    lanes = host_target().vector_bits // 32
+    threads = int(os.environ.get("TENSORLANG_NUM_THREADS", "1"))
+    peers = {}
+    if kind == "matmul":
+        m, n, k = args
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        inputs, expected = [a, b], a @ b
+        peers["NumPy"] = lambda: a @ b
+        try:
+            sess = _ort_matmul(m, n, k, threads)
+            peers["ONNX Runtime"] = lambda: sess.run(None, {"A": a, "B": b})
+        except ImportError:
+            pass
+        hand = cs.matmul_packed(m, n, k, vector_lanes=lanes)
+    else:
+        batch, channels, size, filters, kernel, pad, stride = args
+        x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
+        w = rng.standard_normal((filters, channels, kernel, kernel), dtype=np.float32)
+        inputs = [x, w]
+        expected = None
+        try:
+            sess = _ort_conv(batch, channels, size, filters, kernel, pad, stride, w)
+            expected = sess.run(None, {"X": x})[0]
+            peers["ONNX Runtime"] = lambda: sess.run(None, {"X": x})
+        except ImportError:
+            pass
+        hand = cs.conv2d_nchw(batch, channels, size, size, filters, kernel, stride=stride,
+                              padding=pad, vector_lanes=lanes)
+    return inputs, expected, peers, hand
+
+
+def _time_module(f, arrays, repeat: int) -> float:
+    timer = f.time_evaluator(number=3, repeat=repeat)
+    return min(timer(*arrays).results)
+
+
+def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: int) -> dict:
+    task = autotune.Task(kind_workload(kind), args=args, target="llvm")
+    flops = task.flop_count()
+    rng = np.random.default_rng(0)
+    inputs, expected, peers, hand = _setup(kind, args, rng)
+    out_shape = [int(d) for d in task.outputs[0].shape]
+    nd_inputs = [tl.nd.array(a) for a in inputs]
+
+    def time_schedule(s, args_):
+        f = tl.build(s, args_, target="llvm")
+        out = tl.nd.empty(out_shape, "float32")
+        f(*nd_inputs, out)
+        if expected is not None:
+            np.testing.assert_allclose(out.numpy(), expected, rtol=2e-3, atol=2e-3)
+        return _time_module(f, nd_inputs + [out], repeat)
+
+    rows = {"stages": [], "peers": {}, "hand": None, "default": None}
+    s, a = autotune.Task(kind_workload(kind), args=args).apply_best(None)
+    rows["default"] = time_schedule(s, a)
+    hand_s, hand_args = hand
+    if kind == "conv2d" and len(hand_args) == 3 and len(hand_args[0].shape) != 4:
+        hand_args = None  # the 1x1 hand schedule takes flat views: not comparable here
+    if hand_args is not None:
+        rows["hand"] = time_schedule(hand_s, hand_args)
+    done, wall = 0, 0.0
+    for target in stages:
+        start = time.perf_counter()
+        [summary] = autotune.tune([task], trials=target - done, database=database,
+                                  progress=sys.stderr.isatty(), seed=target)
+        wall += time.perf_counter() - start
+        done = target
+        s, a = task.apply_best(database)
+        seconds = time_schedule(s, a)
+        rows["stages"].append({"trials": target, "seconds": seconds, "wall": wall,
+                               "tuner_best": summary.best_seconds,
+                               "errors": summary.errors})
+    for name, fn in peers.items():
+        fn()
+        rows["peers"][name] = peak.best_time(fn, repeat, 3)
+    rows["flops"] = flops
+    return rows
+
+
+def kind_workload(kind: str):
+    return {"matmul": matmul, "conv2d": conv2d}[kind]
+
+
+def main(kind: str, default_args: tuple, description: str) -> None:
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--trials", type=int, nargs="+", default=[64, 200, 1000],
+                    help="report the best schedule after each of these trial counts")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--database", default=None,
+                    help="SQLite file (default: a fresh one per thread count)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--args", type=int, nargs="+", default=list(default_args),
+                    help="workload arguments")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    opts = ap.parse_args()
+    stages = sorted(set(opts.trials))
+    if opts.child is not None:
+        print(json.dumps(run_child(kind, tuple(opts.args), stages, opts.database, opts.repeat)))
+        return
+    print(peak.cpu_description())
+    print(f"{kind}{tuple(opts.args)}: tuned after {stages} trials, "
+          "times are the best of the repeats, threads pinned per row")
+    for threads in opts.threads:
+        database = opts.database or os.path.join(tempfile.mkdtemp(prefix="tune_bench_"),
+                                                 f"{kind}_{threads}t.db")
+        cmd = [sys.executable, os.path.abspath(sys.argv[0]), "--child", str(threads),
+               "--database", database, "--repeat", str(opts.repeat),
+               "--trials", *map(str, stages), "--args", *map(str, opts.args)]
+        proc = subprocess.run(cmd, env=peak.child_env(threads), capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{threads}-thread run failed")
+        rows = json.loads(proc.stdout.strip().splitlines()[-1])
+        _report(threads, rows, database)
+
+
+def _report(threads: int, rows: dict, database: str) -> None:
+    flops = rows["flops"]
+
+    def gf(seconds):
+        return flops / seconds / 1e9
+
+    ref = rows["peers"].get("ONNX Runtime") or rows["peers"].get("NumPy")
+    ref_name = "ONNX Runtime" if "ONNX Runtime" in rows["peers"] else "NumPy"
+    print(f"\n{threads} thread(s), database {database}")
+    print(f"{'variant':<28}{'ms':>10}{'GFLOP/s':>10}{'vs ' + ref_name:>20}{'tuning wall s':>15}")
+    lines = [("default schedule (untuned)", rows["default"], None)]
+    if rows["hand"]:
+        lines.append(("hand schedule", rows["hand"], None))
+    for st in rows["stages"]:
+        lines.append((f"tuned, {st['trials']} trials", st["seconds"], st["wall"]))
+    lines += [(name, sec, None) for name, sec in rows["peers"].items()]
+    for name, sec, wall in lines:
+        ratio = f"{ref / sec:.2f}x" if ref else "-"
+        wall_s = f"{wall:.0f}" if wall is not None else ""
+        print(f"{name:<28}{sec * 1e3:>10.3f}{gf(sec):>10.1f}{ratio:>20}{wall_s:>15}")
+    if rows["stages"]:
+        last = rows["stages"][-1]
+        print(f"measured trials per minute: {last['trials'] / last['wall'] * 60:.1f}")
+        if rows["hand"]:
+            print(f"tuned / hand schedule: {rows['hand'] / last['seconds']:.2f}x")
+        print(f"default within {last['seconds'] and rows['default'] / last['seconds']:.2f}x "
+              "of the tuned time")
