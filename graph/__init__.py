@@ -1,1 +1,15 @@
-"""Whole models: import, graph passes, build and run. Built in a later issue; see DESIGN.md."""
+"""Whole models: import (``from_onnx``), the graph IR and its operators, build and run.
+
+Example::
+
+    import graph
+    mod = graph.from_onnx("model.onnx", shape={"input": (1, 3, 224, 224)})
+    lib = graph.build(mod, target="llvm", database=None)
+    (probs,) = lib.run(image)
+"""
+from .build import build
+from .executor import Library
+from .frontend import from_onnx
+from .ir import Module
+
+__all__ = ["from_onnx", "build", "Library", "Module"]

@@ -1,0 +1,155 @@
+"""Build a graph Module into a runnable :class:`~graph.executor.Library`.
+
+The graph is cut into fusion groups: each group starts at an *anchor* (any call not yet in a
+group: a convolution, a matmul, a reduction, a layout op, or a lone elementwise op) and takes on
+the chain of elementwise / broadcast consumers after it while each link has exactly one consumer
+and is not a model output. So conv2d + bias add + relu, or batch_norm + relu, become one kernel.
+
+Each group is described by a JSON *spec* (its ops, attributes and input types, nothing else), and
+:func:`group_workload` rebuilds the group's DSL computation from the spec. The spec is the
+argument of an ``autotune.Task``, so the task key is structural, tuned records apply through
+``Task.apply_best(database)``, and worker processes rebuild the computation by importing this
+module. Each distinct spec compiles once per build.
+
+Example::
+
+    mod = graph.from_onnx("model.onnx")
+    lib = graph.build(mod, target="llvm", database="tuning.db")
+    (y,) = lib.run(x)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import tensorlang as tl
+from autotune.task import Task, workload
+from tensorlang.errors import UnsupportedOpError, UserError
+
+from .executor import Library, Step
+from .ir import Call, Module, TupleGetItem, Var, post_order, TensorType
+from .ops import FUSABLE_CONSUMERS, get_op, placeholders
+
+
+@dataclass
+class Group:
+    """A fused group: its calls in order (the last one gives the group's output) and the
+    nodes it reads from outside, in first-use order."""
+    name: str
+    calls: list
+    inputs: list
+
+    @property
+    def output(self) -> Call:
+        return self.calls[-1]
+
+
+def partition(mod: Module) -> list[Group]:
+    """The fusion groups of ``mod``, in an order that runs each after its inputs."""
+    order = post_order(mod.function.outputs)
+    consumers: dict[int, list] = {}
+    for node in order:
+        if isinstance(node, TupleGetItem):
+            raise UnsupportedOpError("graph.build: multi-output operators (TupleGetItem) are "
+                                     "not supported yet")
+        if isinstance(node, Call):
+            for a in node.args:
+                users = consumers.setdefault(id(a), [])
+                if not any(u is node for u in users):
+                    users.append(node)
+    outputs = {id(o) for o in mod.function.outputs}
+    position = {id(n): i for i, n in enumerate(order)}
+    assigned: set[int] = set()
+    groups = []
+    for node in order:
+        if not isinstance(node, Call) or id(node) in assigned:
+            continue
+        calls, cur = [node], node
+        assigned.add(id(node))
+        if get_op(node.op).pattern != "opaque":
+            while id(cur) not in outputs and len(consumers.get(id(cur), [])) == 1:
+                nxt = consumers[id(cur)][0]
+                if id(nxt) in assigned or get_op(nxt.op).pattern not in FUSABLE_CONSUMERS:
+                    break
+                calls.append(nxt)
+                assigned.add(id(nxt))
+                cur = nxt
+        inside = {id(c) for c in calls}
+        inputs, seen = [], set()
+        for c in calls:
+            for a in c.args:
+                if id(a) not in inside and id(a) not in seen:
+                    seen.add(id(a))
+                    inputs.append(a)
+        groups.append(Group("", calls, inputs))
+    groups.sort(key=lambda g: position[id(g.output)])
+    for i, g in enumerate(groups):
+        g.name = f"fused_{'_'.join(c.op for c in g.calls)}_{i}"
+    return groups
+
+
+def group_spec(group: Group) -> str:
+    """The JSON text that :func:`group_workload` rebuilds ``group``'s computation from."""
+    index = {id(a): ["i", k] for k, a in enumerate(group.inputs)}
+    ops = []
+    for k, c in enumerate(group.calls):
+        ops.append([c.op, [[key, value] for key, value in c.attrs],
+                    [index[id(a)] for a in c.args]])
+        index[id(c)] = ["o", k]
+    inputs = [[list(a.type.shape), a.type.dtype] for a in group.inputs]
+    return json.dumps({"inputs": inputs, "ops": ops}, separators=(",", ":"))
+
+
+def _thaw(value):
+    return tuple(_thaw(v) for v in value) if isinstance(value, list) else value
+
+
+@workload
+def group_workload(spec: str) -> list:
+    """The computation of a fused group from its JSON spec: the input placeholders, then the
+    output tensor (each op's compute called in order)."""
+    data = json.loads(spec)
+    ins = placeholders([TensorType(tuple(s), d) for s, d in data["inputs"]])
+    values = []
+    for op_name, attrs, refs in data["ops"]:
+        args = [ins[k] if kind == "i" else values[k] for kind, k in refs]
+        out = get_op(op_name).compute(args, {key: _thaw(v) for key, v in attrs})
+        if isinstance(out, (list, tuple)):
+            raise UnsupportedOpError(f"graph.build: {op_name} has several outputs; not "
+                                     "supported in a fused group yet")
+        values.append(out)
+    return [*ins, values[-1]]
+
+
+def build(mod: Module, target: str = "llvm", database=None) -> Library:
+    """Compile every fusion group of ``mod`` and return a runnable :class:`Library`.
+
+    Args:
+        mod: a graph Module (``graph.from_onnx(...)``).
+        target: a tensorlang target string (``"llvm"``, ``"llvm -mcpu=..."``).
+        database: a tuning database path or ``autotune.Database``; None gives the default
+            schedules.
+
+    Example:
+        >>> lib = graph.build(graph.from_onnx("model.onnx"))   # doctest: +SKIP
+        >>> outs = lib.run(x)                                   # doctest: +SKIP
+    """
+    if not isinstance(mod, Module):
+        raise UserError(f"graph.build takes a graph Module, got {type(mod).__name__}")
+    groups = partition(mod)
+    kernels: dict[str, object] = {}
+    steps = []
+    for g in groups:
+        spec = group_spec(g)
+        if spec not in kernels:
+            task = Task(group_workload, args=(spec,), target=target)
+            schedule, args = task.apply_best(database)
+            kernels[spec] = tl.build(schedule, args, target=target, name=g.name)
+        steps.append(Step(g.name, kernels[spec], list(g.inputs), g.output))
+    for p in mod.function.params:
+        if not isinstance(p, Var):
+            raise UserError(f"graph.build: function parameters must be Vars, got {p!r}")
+    return Library(mod, steps, num_compiled=len(kernels))
+
+
+__all__ = ["Group", "partition", "group_spec", "group_workload", "build"]

@@ -1,0 +1,183 @@
+"""Run a built model: the static plan of kernel calls and the memory they use.
+
+The plan is fixed at build time. Every intermediate value gets a view of a storage slot; slots
+are reused once the values in them are dead (best fit by size), so ``planned_bytes`` is usually
+far below ``naive_bytes`` (one buffer per intermediate). Model outputs are new arrays on every
+run. Because intermediates live in the library's own buffers, one Library runs one call at a
+time (build another for concurrent use).
+
+Example::
+
+    lib = graph.build(mod)
+    lib.input_names, lib.output_names
+    (y,) = lib.run(x)                 # or lib.run(input=x)
+    lib.profile(x)                    # [(group name, seconds), ...] slowest first
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from tensorlang.errors import DTypeError, ShapeError, UserError
+
+from .ir import Constant, Module, Var
+
+
+@dataclass
+class Step:
+    """One kernel call: the compiled kernel, the nodes it reads, the node it computes."""
+    name: str
+    kernel: object
+    inputs: list
+    output: object
+
+
+class Library:
+    """A compiled model. Attributes: ``input_names`` and ``output_names`` (model order),
+    ``num_kernels`` (kernel calls per run, one per fused group), ``num_compiled`` (distinct
+    kernels compiled), ``planned_bytes`` / ``naive_bytes`` (intermediate memory with and
+    without reuse), ``groups`` (the group names in run order).
+
+    Example:
+        >>> lib = graph.build(graph.from_onnx("model.onnx"))   # doctest: +SKIP
+        >>> (probs,) = lib.run(image)                           # doctest: +SKIP
+    """
+
+    def __init__(self, mod: Module, steps: list, num_compiled: int):
+        self.module = mod
+        self.input_names = tuple(mod.input_names)
+        self.output_names = tuple(mod.output_names)
+        self._params = list(mod.function.params)
+        self._outputs = list(mod.function.outputs)
+        self._steps = steps
+        self.num_kernels = len(steps)
+        self.num_compiled = num_compiled
+        self.groups = [s.name for s in steps]
+        self._plan_memory()
+
+    # -- memory plan --------------------------------------------------------------------------
+    def _plan_memory(self) -> None:
+        outputs = {id(o) for o in self._outputs}
+        last_use: dict[int, int] = {}
+        for i, step in enumerate(self._steps):
+            for a in step.inputs:
+                last_use[id(a)] = i
+        free: list[np.ndarray] = []     # slots not in use
+        holder: dict[int, np.ndarray] = {}  # value id -> its slot while alive
+        slots: list[np.ndarray] = []
+        self._views: dict[int, np.ndarray] = {}
+        self.naive_bytes = 0
+        for i, step in enumerate(self._steps):
+            out = step.output
+            if id(out) not in outputs:
+                need = out.type.nbytes
+                self.naive_bytes += need
+                fits = [s for s in free if s.nbytes >= need]
+                slot = min(fits, key=lambda s: s.nbytes) if fits else None
+                if slot is None:  # a new slot (8-byte elements keep every dtype aligned)
+                    slot = np.empty(max(1, -(-need // 8)), np.float64).view(np.uint8)
+                    slots.append(slot)
+                else:
+                    free.remove(slot)
+                holder[id(out)] = slot
+                self._views[id(out)] = slot[:need].view(out.type.dtype).reshape(out.type.shape)
+            for a in step.inputs:  # the output slot is taken first: no aliasing of inputs
+                if last_use.get(id(a)) == i and id(a) in holder:
+                    free.append(holder.pop(id(a)))
+            if id(out) in holder and id(out) not in last_use:  # computed but never read
+                free.append(holder.pop(id(out)))
+        self.planned_bytes = sum(s.nbytes for s in slots)
+
+    # -- running ------------------------------------------------------------------------------
+    def _bind(self, args, kwargs) -> dict:
+        if len(args) > len(self.input_names):
+            raise UserError(f"the model takes {len(self.input_names)} inputs "
+                            f"{list(self.input_names)}, got {len(args)} positional arguments")
+        given = dict(zip(self.input_names, args))
+        for name, value in kwargs.items():
+            if name not in self.input_names:
+                raise UserError(f"the model has no input named {name!r}; its inputs are "
+                                f"{list(self.input_names)}")
+            if name in given:
+                raise UserError(f"input {name!r} is given twice (by position and by name)")
+            given[name] = value
+        env = {}
+        for name, param in zip(self.input_names, self._params):
+            if name not in given:
+                raise UserError(f"input {name!r} is missing; the model's inputs are "
+                                f"{list(self.input_names)}")
+            value = given[name]
+            if not isinstance(value, np.ndarray) and hasattr(value, "numpy"):
+                value = value.numpy()
+            value = np.asarray(value)
+            want = param.type
+            if value.dtype != np.dtype(want.dtype):
+                raise DTypeError(f"input {name!r} must be {want.dtype}, got {value.dtype}")
+            if tuple(value.shape) != want.shape:
+                raise ShapeError(f"input {name!r} must have shape {want.shape}, got "
+                                 f"{tuple(value.shape)}")
+            env[id(param)] = value if value.flags.c_contiguous else np.array(value, order="C")
+        return env
+
+    def _value(self, env, node):
+        if id(node) in env:
+            return env[id(node)]
+        if isinstance(node, Constant):
+            return node.value
+        raise UserError(f"graph input {getattr(node, 'name', node)!r} has no value")
+
+    def _prepare(self, args, kwargs):
+        env = self._bind(args, kwargs)
+        env.update(self._views)
+        outputs = {id(o) for o in self._outputs}
+        for step in self._steps:
+            if id(step.output) in outputs:
+                env[id(step.output)] = np.empty(step.output.type.shape, step.output.type.dtype)
+        return env
+
+    def _results(self, env) -> list:
+        results, seen = [], set()
+        for o in self._outputs:
+            value = self._value(env, o)
+            if isinstance(o, (Var, Constant)) or id(o) in seen:
+                value = np.array(value, copy=True)
+            seen.add(id(o))
+            results.append(value)
+        return results
+
+    def run(self, *args, **kwargs) -> list:
+        """Run the model on NumPy arrays (or ``tl.nd`` arrays), positional in input order or
+        by input name; returns new NumPy arrays in output order.
+
+        Raises:
+            UserError: an input is missing, unknown, or has the wrong shape or dtype (the
+                message names it).
+        """
+        env = self._prepare(args, kwargs)
+        for step in self._steps:
+            step.kernel(*[self._value(env, a) for a in step.inputs], env[id(step.output)])
+        return self._results(env)
+
+    def profile(self, *args, number: int = 5, **kwargs) -> list:
+        """``[(group name, seconds per call), ...]``, slowest first: each kernel call timed
+        over ``number`` runs of the model after one warm-up run."""
+        env = self._prepare(args, kwargs)
+        calls = [(step, [self._value(env, a) for a in step.inputs] + [env[id(step.output)]])
+                 for step in self._steps]
+        times = {step.name: 0.0 for step in self._steps}
+        for rep in range(number + 1):
+            for step, arrays in calls:
+                start = time.perf_counter()
+                step.kernel(*arrays)
+                if rep:
+                    times[step.name] += time.perf_counter() - start
+        return sorted(((name, t / number) for name, t in times.items()), key=lambda p: -p[1])
+
+    def __repr__(self):
+        return (f"Library(inputs={list(self.input_names)}, outputs={list(self.output_names)}, "
+                f"kernels={self.num_kernels})")
+
+
+__all__ = ["Library", "Step"]

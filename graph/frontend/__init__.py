@@ -1,0 +1,4 @@
+"""Model importers: ONNX (``from_onnx``)."""
+from .onnx import from_onnx
+
+__all__ = ["from_onnx"]

@@ -1,0 +1,49 @@
+"""Fused groups are autotune tasks: structural keys, and tuned records applied by build."""
+import numpy as np
+
+from graph_onnx_util import helper, make_model, rand, run_ort
+
+import graph
+import tensorlang as tl
+from autotune import Database, Task, TuningRecord
+from graph.build import group_spec, group_workload, partition
+
+
+def _model(seed_weights):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Relu", ["h"], ["y"])]
+    return make_model(nodes, [("x", (9, 16), "float32")], [("y", None, "float32")],
+                      {"w": seed_weights})
+
+
+def test_group_task_key_is_structural():
+    mods = [graph.from_onnx(_model(rand(16, 8))) for _ in range(2)]  # different weights
+    specs = [group_spec(partition(m)[0]) for m in mods]
+    assert specs[0] == specs[1]
+    task = Task(group_workload, args=(specs[0],), target="llvm")
+    assert [t.name for t in task.tensors][:2] == ["in0", "in1"]
+    assert task.outputs[0].shape[0].value == 9
+
+
+def test_build_applies_a_tuned_record(tmp_path):
+    model = _model(rand(16, 8))
+    mod = graph.from_onnx(model)
+    spec = group_spec(partition(mod)[0])
+    task = Task(group_workload, args=(spec,), target="llvm")
+    s = tl.create_schedule(task.outputs)
+    out = task.outputs[0]
+    outer, inner = s[out].split(s[out].op.axis[0], factor=3)
+    s[out].unroll(inner)
+    path = str(tmp_path / "tuning.db")
+    db = Database(path)
+    db.commit_record(TuningRecord(task.key, task.target_key, task.workload_name, s.to_json(),
+                                  costs=(1e-6,)))
+    db.close()
+    tuned = graph.build(mod, database=path)
+    untuned = graph.build(mod)
+    x = rand(9, 16)
+    want = run_ort(model, {"x": x})[0]
+    for lib in (tuned, untuned):
+        np.testing.assert_allclose(lib.run(x)[0], want, rtol=1e-4, atol=1e-5)
+    source = tuned._steps[0].kernel.get_source()
+    assert source != untuned._steps[0].kernel.get_source()
