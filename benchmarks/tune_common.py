@@ -3,8 +3,8 @@
 found at each stage beside ONNX Runtime, NumPy and the hand schedule of ``cpu_schedules``, in
 the same process.
 
-The workloads live here (not in the scripts run as ``__main__``) because build and measure
-workers re-import a workload by its module path.
+The workloads are ``autotune.workloads.matmul`` and ``conv2d_nchw`` (importable by name, as
+build and measure workers need), so their records serve any user who tunes the same shapes.
 
 Each thread count runs in its own process with ``TENSORLANG_NUM_THREADS`` and the BLAS / ORT
 thread counts pinned to it; the tuning database is a fresh SQLite file per thread count unless
@@ -30,25 +30,6 @@ import autotune  # noqa: E402
 import tensorlang as tl  # noqa: E402
 
 
-@autotune.workload
-def matmul(m: int, n: int, k: int):
-    A = tl.placeholder((m, k), name="A")
-    B = tl.placeholder((k, n), name="B")
-    r = tl.reduce_axis((0, k), name="r")
-    C = tl.compute((m, n), lambda i, j: tl.sum(A[i, r] * B[r, j], axis=r), name="C")
-    return [A, B, C]
-
-
-@autotune.workload
-def conv2d(batch: int, channels: int, size: int, filters: int, kernel: int, pad: int,
-           stride: int):
-    from tensorlang.ops import nn
-    data = tl.placeholder((batch, channels, size, size), name="data")
-    weight = tl.placeholder((filters, channels, kernel, kernel), name="weight")
-    out = nn.conv2d_nchw(data, weight, stride=stride, padding=pad)
-    return [data, weight, out]
-
-
 # -- peers ----------------------------------------------------------------------------------------
 
 def _ort_matmul(m, n, k, threads):
@@ -59,15 +40,16 @@ def _ort_matmul(m, n, k, threads):
     return _ort_session(node, [("A", (m, k)), ("B", (k, n))], ("C", (m, n)))
 
 
-def _ort_conv(batch, channels, size, filters, kernel, pad, stride, weight):
+def _ort_conv(batch, channels, height, width, filters, kernel, stride, pad, weight):
     import onnxruntime  # noqa: F401
     from cpu_ops import _ort_session
     from onnx import helper
-    out = (size + 2 * pad - kernel) // stride + 1
+    oh = (height + 2 * pad - kernel) // stride + 1
+    ow = (width + 2 * pad - kernel) // stride + 1
     node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4, strides=[stride] * 2,
                             kernel_shape=[kernel, kernel])
-    return _ort_session(node, [("X", (batch, channels, size, size))],
-                        ("Y", (batch, filters, out, out)), initializers=[("W", weight)])
+    return _ort_session(node, [("X", (batch, channels, height, width))],
+                        ("Y", (batch, filters, oh, ow)), initializers=[("W", weight)])
 
 
 def _setup(kind: str, args: tuple, rng):
@@ -90,18 +72,18 @@ def _setup(kind: str, args: tuple, rng):
             pass
         hand = cs.matmul_packed(m, n, k, vector_lanes=lanes)
     else:
-        batch, channels, size, filters, kernel, pad, stride = args
-        x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
+        batch, channels, height, width, filters, kernel, stride, pad = args
+        x = rng.standard_normal((batch, channels, height, width), dtype=np.float32)
         w = rng.standard_normal((filters, channels, kernel, kernel), dtype=np.float32)
         inputs = [x, w]
         expected = None
         try:
-            sess = _ort_conv(batch, channels, size, filters, kernel, pad, stride, w)
+            sess = _ort_conv(batch, channels, height, width, filters, kernel, stride, pad, w)
             expected = sess.run(None, {"X": x})[0]
             peers["ONNX Runtime"] = lambda: sess.run(None, {"X": x})
         except ImportError:
             pass
-        hand = cs.conv2d_nchw(batch, channels, size, size, filters, kernel, stride=stride,
+        hand = cs.conv2d_nchw(batch, channels, height, width, filters, kernel, stride=stride,
                               padding=pad, vector_lanes=lanes)
     return inputs, expected, peers, hand
 
@@ -155,7 +137,8 @@ def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: 
 
 
 def kind_workload(kind: str):
-    return {"matmul": matmul, "conv2d": conv2d}[kind]
+    from autotune import workloads
+    return {"matmul": workloads.matmul, "conv2d": workloads.conv2d_nchw}[kind]
 
 
 def main(kind: str, default_args: tuple, description: str) -> None:

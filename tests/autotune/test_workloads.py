@@ -1,0 +1,45 @@
+"""The ready-made workloads of ``autotune.workloads``: registered by importable name, their
+default schedules match NumPy on random data."""
+import numpy as np
+import pytest
+from scipy.signal import correlate
+
+import autotune
+from autotune import workloads
+
+
+def _run(task):
+    s, args = task.apply_best(None)
+    arrays = task.random_inputs(seed=1)
+    task.build(s)(*arrays)
+    return arrays
+
+
+def test_names_are_importable():
+    task = autotune.Task("autotune.workloads.matmul", args=(8, 8, 8))
+    assert task.workload_name == "autotune.workloads.matmul"
+
+
+def test_matmul_and_batch_matmul():
+    a, b, c = _run(autotune.Task(workloads.matmul, args=(24, 40, 20)))
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+    a, b, c = _run(autotune.Task(workloads.batch_matmul, args=(3, 8, 16, 12)))
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias,relu", [(False, False), (True, True)])
+def test_dense(bias, relu):
+    arrays = _run(autotune.Task(workloads.dense, args=(5, 24, 16, bias, relu)))
+    x, w, y = arrays[0], arrays[1], arrays[-1]
+    expect = x @ w.T + (arrays[2] if bias else 0)
+    np.testing.assert_allclose(y, np.maximum(expect, 0) if relu else expect, rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_conv2d_nchw_stride_and_padding():
+    data, weight, out = _run(autotune.Task(workloads.conv2d_nchw,
+                                           args=(1, 4, 9, 9, 6, 3, 2, 1)))
+    padded = np.pad(data[0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    expect = np.stack([sum(correlate(padded[c], weight[k, c], mode="valid")
+                           for c in range(4)) for k in range(6)])[:, ::2, ::2]
+    np.testing.assert_allclose(out[0], expect, rtol=1e-4, atol=1e-4)
