@@ -11,5 +11,6 @@ from .build import build
 from .executor import Library
 from .frontend import from_onnx
 from .ir import Module
+from .tune import extract_tasks, tune
 
-__all__ = ["from_onnx", "build", "Library", "Module"]
+__all__ = ["from_onnx", "build", "tune", "extract_tasks", "Library", "Module"]

@@ -1,0 +1,68 @@
+"""Tuning a whole model: extract its tasks (one per distinct fused group worth tuning, weighted
+by how often the group occurs) and hand them to ``autotune.tune``.
+
+``graph.build(mod, database=...)`` then applies the records, because a group's task is keyed by
+its computation's structure: the same group in another model (or another build) finds them too.
+
+Example::
+
+    mod = graph.from_onnx("resnet50.onnx")
+    graph.tune(mod, target="llvm", trials=2000, database="tuning.db")
+    lib = graph.build(mod, target="llvm", database="tuning.db")
+"""
+from __future__ import annotations
+
+from autotune import Task
+from autotune import tune as _tune
+from tensorlang.errors import UserError
+
+from .build import group_spec, group_workload, partition
+from .ir import Module
+
+__all__ = ["extract_tasks", "tune"]
+
+
+def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = True) -> list:
+    """The tuning tasks of ``mod``: one per distinct fused group, ``weight`` = its number of
+    occurrences. With ``only_reductions`` (the default) groups without a reduction (elementwise
+    and layout kernels, which the default schedule already streams at memory speed) are left
+    out. Tasks come heaviest first (weight times estimated operations)."""
+    if not isinstance(mod, Module):
+        raise UserError(f"graph.extract_tasks takes a graph Module, got {type(mod).__name__}")
+    counts: dict[str, int] = {}
+    for group in partition(mod):
+        spec = group_spec(group)
+        counts[spec] = counts.get(spec, 0) + 1
+    tasks = []
+    for spec, count in counts.items():
+        task = Task(group_workload, args=(spec,), target=target, weight=count)
+        if only_reductions and not any(getattr(t.op, "reduce_axis", None)
+                                       for t in _stages(task.outputs)):
+            continue
+        tasks.append(task)
+    return sorted(tasks, key=lambda t: -(t.weight * (t.flop_count() or 0)))
+
+
+def tune(mod: Module, target: str = "llvm", trials: int = 2000, database="tuning.db",
+         **options):
+    """Tune the tasks of ``mod`` (see :func:`extract_tasks`) with ``trials`` measurements in
+    all; ``options`` go to ``autotune.tune`` (``timeout``, ``repeat``, ``seed``, ``progress``,
+    ``curve``, ...). Returns its per-task summaries."""
+    tasks = extract_tasks(mod, target)
+    if not tasks:
+        raise UserError("graph.tune: the model has no kernel with a reduction to tune")
+    return _tune(tasks, trials=trials, database=database, **options)
+
+
+def _stages(outputs) -> list:
+    """Every tensor the outputs are computed from (not placeholders)."""
+    from tensorlang.tensor import PlaceholderOp
+    seen, order, stack = set(), [], list(outputs)
+    while stack:
+        t = stack.pop()
+        if id(t.op) in seen or isinstance(t.op, PlaceholderOp):
+            continue
+        seen.add(id(t.op))
+        order.append(t)
+        stack.extend(t.op.input_tensors)
+    return order
