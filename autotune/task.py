@@ -133,7 +133,7 @@ class Task:
     """
 
     def __init__(self, workload_func_or_name: "Callable | str", args: tuple = (),
-                 target: Any = "llvm", weight: float = 1.0):
+                 target: Any = "llvm", weight: float = 1.0, name: str | None = None):
         if isinstance(workload_func_or_name, str):
             func = lookup_workload(workload_func_or_name)
         else:
@@ -143,6 +143,7 @@ class Task:
         self.target = target if isinstance(target, str) else str(target)
         self.target_key = parse_target(self.target).key()
         self.weight = float(weight)
+        self._name = name
         self.tensors = _check_tensors(func(*self.args), self.workload_name)
         self.outputs = [t for t in self.tensors if not isinstance(t.op, PlaceholderOp)]
         self.key = hashlib.sha256(canonical_text(self.tensors).encode()).hexdigest()
@@ -264,6 +265,17 @@ class Task:
 
     def __hash__(self):
         return hash((self.key, self.target_key))
+
+    @property
+    def name(self) -> str:
+        """A short label for progress lines and reports: the ``name`` given, else the
+        workload's short name and arguments (long arguments cut)."""
+        if self._name:
+            return self._name
+        args = ",".join(str(a) for a in self.args)
+        if len(args) > 40:
+            args = args[:37] + "..."
+        return f"{self.workload_name.rsplit('.', 1)[-1]}({args})"
 
     def __repr__(self):
         return (f"Task({self.workload_name}, args={self.args!r}, target={self.target!r}, "

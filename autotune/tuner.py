@@ -93,8 +93,7 @@ class _TaskState:
 
     @property
     def label(self) -> str:
-        args = ",".join(str(a) for a in self.task.args)
-        return f"{self.task.workload_name.rsplit('.', 1)[-1]}({args})"
+        return self.task.name
 
     def gflops(self, seconds: float) -> float | None:
         flops = self.task.flop_count()

@@ -18,6 +18,7 @@ from tensorlang.errors import UserError
 
 from .build import group_spec, group_workload, partition
 from .ir import Module
+from .passes import optimize
 
 __all__ = ["extract_tasks", "tune"]
 
@@ -30,12 +31,15 @@ def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = 
     if not isinstance(mod, Module):
         raise UserError(f"graph.extract_tasks takes a graph Module, got {type(mod).__name__}")
     counts: dict[str, int] = {}
-    for group in partition(mod):
+    names: dict[str, str] = {}
+    for group in partition(optimize(mod)):  # the groups graph.build compiles
         spec = group_spec(group)
         counts[spec] = counts.get(spec, 0) + 1
+        names.setdefault(spec, group.name)
     tasks = []
     for spec, count in counts.items():
-        task = Task(group_workload, args=(spec,), target=target, weight=count)
+        task = Task(group_workload, args=(spec,), target=target, weight=count,
+                    name=names[spec])
         if only_reductions and not any(getattr(t.op, "reduce_axis", None)
                                        for t in _stages(task.outputs)):
             continue

@@ -43,3 +43,12 @@ def test_conv2d_nchw_stride_and_padding():
     expect = np.stack([sum(correlate(padded[c], weight[k, c], mode="valid")
                            for c in range(4)) for k in range(6)])[:, ::2, ::2]
     np.testing.assert_allclose(out[0], expect, rtol=1e-4, atol=1e-4)
+
+
+def test_task_name_is_short_and_overridable():
+    task = autotune.Task(workloads.matmul, args=(8, 16, 4))
+    assert task.name == "matmul(8,16,4)"
+    named = autotune.Task(workloads.matmul, args=(8, 16, 4), name="head")
+    assert named.name == "head" and named.key == task.key  # a label, not part of the key
+    long = autotune.Task(workloads.dense, args=(1, 1000, 2048, True, True))
+    assert len(long.name) <= len("dense()") + 40
