@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import tensorlang as tl
-from autotune.task import Task, workload
+from autotune.task import workload
 from tensorlang.errors import UnsupportedOpError, UserError
 
+from .compile import compile_kernels
 from .executor import Library, Step
 from .ir import Call, Module, TupleGetItem, Var, post_order, TensorType
 from .ops import FUSABLE_CONSUMERS, get_op, placeholders
@@ -34,7 +34,8 @@ from .ops import FUSABLE_CONSUMERS, get_op, placeholders
 @dataclass
 class Group:
     """A fused group: its calls in order (the last one gives the group's output) and the
-    nodes it reads from outside, in first-use order."""
+    nodes it reads from outside, in first-use order. A multi-output call (tuple type) is a
+    group of its own; ``outputs`` then holds one TupleGetItem per result."""
     name: str
     calls: list
     inputs: list
@@ -43,15 +44,19 @@ class Group:
     def output(self) -> Call:
         return self.calls[-1]
 
+    @property
+    def outputs(self) -> list:
+        out = self.output
+        if isinstance(out.type, tuple):
+            return [TupleGetItem(out, k) for k in range(len(out.type))]
+        return [out]
+
 
 def partition(mod: Module) -> list[Group]:
     """The fusion groups of ``mod``, in an order that runs each after its inputs."""
     order = post_order(mod.function.outputs)
     consumers: dict[int, list] = {}
     for node in order:
-        if isinstance(node, TupleGetItem):
-            raise UnsupportedOpError("graph.build: multi-output operators (TupleGetItem) are "
-                                     "not supported yet")
         if isinstance(node, Call):
             for a in node.args:
                 users = consumers.setdefault(id(a), [])
@@ -66,10 +71,11 @@ def partition(mod: Module) -> list[Group]:
             continue
         calls, cur = [node], node
         assigned.add(id(node))
-        if get_op(node.op).pattern != "opaque":
+        if get_op(node.op).pattern != "opaque" and not isinstance(node.type, tuple):
             while id(cur) not in outputs and len(consumers.get(id(cur), [])) == 1:
                 nxt = consumers[id(cur)][0]
-                if id(nxt) in assigned or get_op(nxt.op).pattern not in FUSABLE_CONSUMERS:
+                if id(nxt) in assigned or get_op(nxt.op).pattern not in FUSABLE_CONSUMERS \
+                        or isinstance(nxt.type, tuple):
                     break
                 calls.append(nxt)
                 assigned.add(id(nxt))
@@ -107,7 +113,8 @@ def _thaw(value):
 @workload
 def group_workload(spec: str) -> list:
     """The computation of a fused group from its JSON spec: the input placeholders, then the
-    output tensor (each op's compute called in order)."""
+    output tensor(s) (each op's compute called in order; a multi-output op is alone in its
+    group and gives all its tensors)."""
     data = json.loads(spec)
     ins = placeholders([TensorType(tuple(s), d) for s, d in data["inputs"]])
     values = []
@@ -115,8 +122,10 @@ def group_workload(spec: str) -> list:
         args = [ins[k] if kind == "i" else values[k] for kind, k in refs]
         out = get_op(op_name).compute(args, {key: _thaw(v) for key, v in attrs})
         if isinstance(out, (list, tuple)):
-            raise UnsupportedOpError(f"graph.build: {op_name} has several outputs; not "
-                                     "supported in a fused group yet")
+            if len(data["ops"]) != 1:
+                raise UnsupportedOpError(f"graph.build: {op_name} has several outputs; it "
+                                         "cannot be fused with other ops")
+            return [*ins, *out]
         values.append(out)
     return [*ins, values[-1]]
 
@@ -136,16 +145,16 @@ def build(mod: Module, target: str = "llvm", database=None) -> Library:
     """
     if not isinstance(mod, Module):
         raise UserError(f"graph.build takes a graph Module, got {type(mod).__name__}")
+    from .passes import optimize
+    mod = optimize(mod)  # batch-norm folding, common subexpressions
     groups = partition(mod)
-    kernels: dict[str, object] = {}
+    specs = [group_spec(g) for g in groups]
+    # each distinct spec once, in worker processes, cached across builds (graph/compile.py)
+    kernels = compile_kernels([(g.name, spec) for g, spec in zip(groups, specs)], target,
+                              database)
     steps = []
-    for g in groups:
-        spec = group_spec(g)
-        if spec not in kernels:
-            task = Task(group_workload, args=(spec,), target=target)
-            schedule, args = task.apply_best(database)
-            kernels[spec] = tl.build(schedule, args, target=target, name=g.name)
-        steps.append(Step(g.name, kernels[spec], list(g.inputs), g.output))
+    for g, spec in zip(groups, specs):
+        steps.append(Step(g.name, kernels[spec], list(g.inputs), g.outputs))
     for p in mod.function.params:
         if not isinstance(p, Var):
             raise UserError(f"graph.build: function parameters must be Vars, got {p!r}")

@@ -22,16 +22,25 @@ import numpy as np
 
 from tensorlang.errors import DTypeError, ShapeError, UserError
 
-from .ir import Constant, Module, Var
+from .ir import Constant, Module, TupleGetItem, Var
 
 
 @dataclass
 class Step:
-    """One kernel call: the compiled kernel, the nodes it reads, the node it computes."""
+    """One kernel call: the compiled kernel, the nodes it reads, the nodes it computes (one,
+    or a TupleGetItem per result of a multi-output call)."""
     name: str
     kernel: object
     inputs: list
-    output: object
+    outputs: list
+
+
+def value_key(node):
+    """The key of a value in the run environment: output ``k`` of a multi-output call is the
+    same value whichever TupleGetItem node names it."""
+    if isinstance(node, TupleGetItem):
+        return (id(node.tuple_value), node.index)
+    return id(node)
 
 
 class Library:
@@ -59,19 +68,21 @@ class Library:
 
     # -- memory plan --------------------------------------------------------------------------
     def _plan_memory(self) -> None:
-        outputs = {id(o) for o in self._outputs}
-        last_use: dict[int, int] = {}
+        outputs = {value_key(o) for o in self._outputs}
+        last_use: dict = {}
         for i, step in enumerate(self._steps):
             for a in step.inputs:
-                last_use[id(a)] = i
+                last_use[value_key(a)] = i
         free: list[np.ndarray] = []     # slots not in use
-        holder: dict[int, np.ndarray] = {}  # value id -> its slot while alive
+        holder: dict = {}  # value key -> its slot while alive
         slots: list[np.ndarray] = []
-        self._views: dict[int, np.ndarray] = {}
+        self._views: dict = {}
         self.naive_bytes = 0
         for i, step in enumerate(self._steps):
-            out = step.output
-            if id(out) not in outputs:
+            for out in step.outputs:
+                key = value_key(out)
+                if key in outputs:
+                    continue
                 need = out.type.nbytes
                 self.naive_bytes += need
                 fits = [s for s in free if s.nbytes >= need]
@@ -79,15 +90,17 @@ class Library:
                 if slot is None:  # a new slot (8-byte elements keep every dtype aligned)
                     slot = np.empty(max(1, -(-need // 8)), np.float64).view(np.uint8)
                     slots.append(slot)
-                else:
-                    free.remove(slot)
-                holder[id(out)] = slot
-                self._views[id(out)] = slot[:need].view(out.type.dtype).reshape(out.type.shape)
-            for a in step.inputs:  # the output slot is taken first: no aliasing of inputs
-                if last_use.get(id(a)) == i and id(a) in holder:
-                    free.append(holder.pop(id(a)))
-            if id(out) in holder and id(out) not in last_use:  # computed but never read
-                free.append(holder.pop(id(out)))
+                else:  # by identity: list.remove would compare arrays elementwise
+                    del free[next(k for k, s in enumerate(free) if s is slot)]
+                holder[key] = slot
+                self._views[key] = slot[:need].view(out.type.dtype).reshape(out.type.shape)
+            for a in step.inputs:  # the output slots are taken first: no aliasing of inputs
+                if last_use.get(value_key(a)) == i and value_key(a) in holder:
+                    free.append(holder.pop(value_key(a)))
+            for out in step.outputs:  # computed but never read
+                key = value_key(out)
+                if key in holder and key not in last_use:
+                    free.append(holder.pop(key))
         self.planned_bytes = sum(s.nbytes for s in slots)
 
     # -- running ------------------------------------------------------------------------------
@@ -122,8 +135,9 @@ class Library:
         return env
 
     def _value(self, env, node):
-        if id(node) in env:
-            return env[id(node)]
+        key = value_key(node)
+        if key in env:
+            return env[key]
         if isinstance(node, Constant):
             return node.value
         raise UserError(f"graph input {getattr(node, 'name', node)!r} has no value")
@@ -131,19 +145,20 @@ class Library:
     def _prepare(self, args, kwargs):
         env = self._bind(args, kwargs)
         env.update(self._views)
-        outputs = {id(o) for o in self._outputs}
+        outputs = {value_key(o) for o in self._outputs}
         for step in self._steps:
-            if id(step.output) in outputs:
-                env[id(step.output)] = np.empty(step.output.type.shape, step.output.type.dtype)
+            for out in step.outputs:
+                if value_key(out) in outputs:
+                    env[value_key(out)] = np.empty(out.type.shape, out.type.dtype)
         return env
 
     def _results(self, env) -> list:
         results, seen = [], set()
         for o in self._outputs:
             value = self._value(env, o)
-            if isinstance(o, (Var, Constant)) or id(o) in seen:
+            if isinstance(o, (Var, Constant)) or value_key(o) in seen:
                 value = np.array(value, copy=True)
-            seen.add(id(o))
+            seen.add(value_key(o))
             results.append(value)
         return results
 
@@ -157,15 +172,16 @@ class Library:
         """
         env = self._prepare(args, kwargs)
         for step in self._steps:
-            step.kernel(*[self._value(env, a) for a in step.inputs], env[id(step.output)])
+            step.kernel(*[self._value(env, a) for a in step.inputs],
+                        *[env[value_key(o)] for o in step.outputs])
         return self._results(env)
 
     def profile(self, *args, number: int = 5, **kwargs) -> list:
         """``[(group name, seconds per call), ...]``, slowest first: each kernel call timed
         over ``number`` runs of the model after one warm-up run."""
         env = self._prepare(args, kwargs)
-        calls = [(step, [self._value(env, a) for a in step.inputs] + [env[id(step.output)]])
-                 for step in self._steps]
+        calls = [(step, [self._value(env, a) for a in step.inputs] +
+                  [env[value_key(o)] for o in step.outputs]) for step in self._steps]
         times = {step.name: 0.0 for step in self._steps}
         for rep in range(number + 1):
             for step, arrays in calls:
@@ -180,4 +196,4 @@ class Library:
                 f"kernels={self.num_kernels})")
 
 
-__all__ = ["Library", "Step"]
+__all__ = ["Library", "Step", "value_key"]

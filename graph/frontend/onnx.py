@@ -117,6 +117,8 @@ def from_onnx(model, shape: dict | None = None) -> Module:
                         f"{type(model).__name__}")
     opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")],
                 default=1)
+    from .onnx_functions import expand_functions
+    model, node_opsets = expand_functions(model, set(_CONVERTERS) | {"Shape", "Constant"}, opset)
     graph = model.graph
     env: dict = {}
     for init in graph.initializer:
@@ -124,7 +126,8 @@ def from_onnx(model, shape: dict | None = None) -> Module:
     params, input_names = _inputs(graph, env, dict(shape or {}))
     _check_supported(graph, {k for k, v in env.items() if isinstance(v, Constant)})
     for proto in graph.node:
-        _convert(model, proto, opset, env)
+        here = node_opsets.get(proto.output[0], opset) if proto.output else opset
+        _convert(model, proto, here, env)
     outputs, output_names = [], []
     for out in graph.output:
         if out.name not in env:
@@ -202,7 +205,7 @@ def _convert(model, proto, opset: int, env: dict) -> None:
         results = [Constant(proto.output[0], dims[start:end])]
     elif proto.op_type not in _NEVER_FOLD and all(i is None or isinstance(i, Constant)
                                                   for i in inputs):
-        results = _fold(model, proto, inputs)
+        results = _fold(model, proto, inputs, opset)
     else:
         try:
             results = _CONVERTERS[proto.op_type](node, inputs, _attrs(proto))
@@ -222,7 +225,7 @@ def _convert(model, proto, opset: int, env: dict) -> None:
             env[name] = value
 
 
-def _fold(model, proto, inputs) -> list:
+def _fold(model, proto, inputs, opset: int) -> list:
     """Evaluate a node on constant inputs with onnx's reference implementation."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
@@ -234,7 +237,8 @@ def _fold(model, proto, inputs) -> list:
                 name, helper.np_dtype_to_tensor_dtype(value.value.dtype), value.value.shape))
     outs = [helper.make_empty_tensor_value_info(o) for o in proto.output if o]
     g = helper.make_graph([proto], "fold", infos, outs)
-    m = helper.make_model(g, opset_imports=list(model.opset_import))
+    imports = [o for o in model.opset_import if o.domain not in ("", "ai.onnx")]
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), *imports])
     try:
         values = ReferenceEvaluator(m).run(None, feeds)
     except Exception as err:  # noqa: BLE001 - the reference implementation's own errors
@@ -245,5 +249,6 @@ def _fold(model, proto, inputs) -> list:
 
 
 from . import onnx_ops  # noqa: E402,F401  (registers the converters)
+from . import onnx_ops_more  # noqa: E402,F401
 
 __all__ = ["from_onnx", "converter", "supported_ops"]

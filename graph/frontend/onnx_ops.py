@@ -62,9 +62,27 @@ def _gelu(node, inputs, attrs):
     return node.call("gelu", inputs[:1], approximate=attrs.get("approximate", "none"))
 
 
-@converter("Identity", "Dropout")
+@converter("Identity")
 def _identity(node, inputs, attrs):
     return inputs[0]
+
+
+@converter("Dropout")
+def _dropout(node, inputs, attrs):
+    """Inference: the output is the input and the optional mask is all ones (every element
+    kept), a constant bool tensor as ONNX's reference implementation gives it for every opset
+    (ONNX Runtime's kernels before opset 12 leave it zero)."""
+    x = inputs[0]
+    if len(node.proto.output) < 2 or not node.proto.output[1]:
+        return x
+    return [x, Constant(f"{node.name}_mask", np.ones(x.type.shape, bool))]
+
+
+@converter("LRN")
+def _lrn(node, inputs, attrs):
+    return node.call("lrn", inputs[:1], size=int(attrs["size"]),
+                     alpha=float(attrs.get("alpha", 1e-4)), beta=float(attrs.get("beta", 0.75)),
+                     bias=float(attrs.get("bias", 1.0)))
 
 
 @converter("Clip")

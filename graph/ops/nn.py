@@ -1,13 +1,15 @@
 """Neural-network operators of the graph layer: convolution, matmul / dense, normalisation,
-softmax and pooling. Types come from running the compute on placeholders (``infer=None``), so
+softmax, pooling and local response normalisation. Types come from running the compute on placeholders (``infer=None``), so
 shape errors are the operator library's own messages."""
 from __future__ import annotations
 
 import numpy as np
 
+from tensorlang import math as tm
 from tensorlang import ops as T
 from tensorlang import reduction as red
 from tensorlang.errors import ShapeError
+from tensorlang.expr import const as tl_const
 from tensorlang.tensor import compute, reduce_axis
 from tensorlang.ops._util import const_int
 
@@ -117,3 +119,35 @@ register("avg_pool2d", None, _pool("avg"), "reduction")
 register("global_max_pool2d", None, lambda xs, a: T.nn.global_pool(xs[0], "max"), "reduction")
 register("global_avg_pool2d", None, lambda xs, a: T.nn.global_pool(xs[0], "avg"), "reduction")
 
+
+
+def _lrn(xs, attrs):
+    """Local response normalisation across channels (axis 1), as ONNX defines it:
+    ``x / (bias + alpha / size * sum of x^2 over the window of size channels) ** beta``, the
+    window running from ``c - (size - 1) // 2`` to ``c + ceil((size - 1) / 2)``."""
+    x = xs[0]
+    size = int(attrs["size"])
+    alpha, beta = float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75))
+    bias = float(attrs.get("bias", 1.0))
+    if x.ndim < 3 or size < 1:
+        raise ShapeError(f"lrn needs an input of rank >= 3 (N, C, ...) and size >= 1, got rank "
+                         f"{x.ndim} and size {size}")
+    before, after = (size - 1) // 2, size // 2
+    zeros = [0] * x.ndim
+    padded = T.transform.pad(x, [0, before] + zeros[2:], [0, after] + zeros[2:], 0.0,
+                             name="T_lrn_pad")
+    k = reduce_axis((0, size), name="k")
+
+    def window(*i):
+        at = (i[0], i[1] + k.var, *i[2:])
+        return red.sum(padded[at] * padded[at], axis=k)
+
+    square_sum = compute(x.shape, window, name="T_lrn_square_sum", tag="lrn_square_sum")
+    scale, offset, exponent = (tl_const(alpha / size, x.dtype), tl_const(bias, x.dtype),
+                               tl_const(beta, x.dtype))
+    return compute(x.shape, lambda *i: x(*i) / tm.power(offset + scale * square_sum(*i),
+                                                         exponent),
+                   name="T_lrn", tag="lrn")
+
+
+register("lrn", None, _lrn, "reduction")
