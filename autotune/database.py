@@ -454,6 +454,10 @@ class Database:
         runs = self._runs("WHERE run_id = ?", (run_id,))
         return runs[0] if runs else None
 
+    def all_runs(self) -> list[RunInfo]:
+        """Every tuning run, oldest first (their metadata names the tasks they tuned)."""
+        return self._runs("", ())
+
     def unfinished_runs(self) -> list[RunInfo]:
         """Runs started but never finished (interrupted), oldest first."""
         return self._runs("WHERE finished IS NULL", ())

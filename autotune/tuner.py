@@ -107,7 +107,8 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
          repeat: int = 3, min_repeat_ms: float = 0.0, seed: int = 0,
          builder: LocalBuilder | None = None, runner: LocalRunner | None = None,
          cluster=None, batch_size: int = 16, progress: bool = True,
-         curve: "str | os.PathLike | None" = None, cost_model=None) -> TuneSummaries:
+         curve: "str | os.PathLike | None" = None, cost_model=None,
+         transfer: int = 2000) -> TuneSummaries:
     """Search schedules for ``tasks``, measuring ``trials`` candidates in all.
 
     Args:
@@ -127,6 +128,10 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
         curve: a path prefix: writes ``prefix.json`` ({task label: [[trial, best GFLOP/s],
             ...]}) and ``prefix.png`` when matplotlib (the ``report`` extra) is installed.
         cost_model: the model to use and update (default: a new ``XGBoostCostModel``).
+        transfer: before the first batch, also train the model on up to this many records of
+            *other* tasks in the database measured on the same target (their workloads are
+            rebuilt from the runs that tuned them), so a new task starts from what the machine
+            taught the model on earlier ones; 0 turns it off.
 
     Returns:
         :class:`TuneSummaries`: one :class:`TaskTuneSummary` per task, in order.
@@ -158,7 +163,7 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
     try:
         states = [_TaskState(t, EvolutionarySearch(t, db, seed=seed + i))
                   for i, t in enumerate(tasks)]
-        _pretrain(states, db, model)
+        _pretrain(states, db, model, transfer)
         db.start_run(run_id, {"tasks": [t.to_dict() for t in tasks], "trials": trials})
         done = 0
         while done < trials:
@@ -200,9 +205,15 @@ def _check_tasks(tasks) -> list[Task]:
     return list(unique.values())
 
 
-def _pretrain(states, db: Database, model) -> None:
-    """Train the shared model on every record of the tasks already in the database."""
+def _pretrain(states, db: Database, model, transfer: int = 0) -> None:
+    """Train the shared model on every record of the tasks already in the database, plus up
+    to ``transfer`` records of other tasks of the same targets (see ``tune``)."""
     rows, costs, keys = [], [], []
+    if transfer > 0:
+        for key, features, cost in _transfer_rows(states, db, transfer):
+            rows.append(features)
+            costs.append(cost)
+            keys.append(key)
     for s in states:
         records = db.records(s.task.key, s.task.target_key)
         s.previous = s.measured = len(records)
@@ -217,6 +228,37 @@ def _pretrain(states, db: Database, model) -> None:
                 keys.append(s.task.key)
     if rows:
         model.update(rows, costs, tasks=keys)
+
+
+def _transfer_rows(states, db: Database, limit: int) -> list:
+    """``(task key, features, cost)`` of the best records of other tasks tuned in ``db`` on
+    the targets of ``states``; tasks whose workload no longer imports or builds are skipped."""
+    mine = {(s.task.key, s.task.target_key) for s in states}
+    targets = {s.task.target_key for s in states}
+    others: dict = {}
+    for run in db.all_runs():
+        for d in run.meta.get("tasks", []):
+            try:
+                task = Task.from_dict(d)
+            except Exception:  # noqa: BLE001 — a workload gone or changed: nothing to learn
+                continue
+            pair = (task.key, task.target_key)
+            if pair not in mine and task.target_key in targets:
+                others.setdefault(pair, task)
+    rows: list = []
+    share = max(1, limit // max(1, len(others)))
+    for (key, target), task in others.items():
+        if len(rows) >= limit:
+            break
+        try:
+            search = EvolutionarySearch(task, None)
+        except Exception:  # noqa: BLE001 — no search space for it
+            continue
+        for rec in db.records(key, target)[:share]:
+            features = search.record_features(rec)
+            if features is not None:
+                rows.append((key, features, rec.mean_cost))
+    return rows[:limit]
 
 
 def _next_task(states, batch_size: int) -> _TaskState | None:

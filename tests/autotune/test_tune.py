@@ -149,3 +149,18 @@ def test_apply_best_without_a_database_gives_the_default_schedule(tmp_path):
         assert schedule.to_json() != task.default_schedule()[0].to_json()  # not the naive one
         _matches_numpy(task, schedule, args)
     assert not missing.exists()
+
+
+def test_a_new_task_starts_from_other_tasks_records(tuned):
+    """Transfer: the matmul 64 records in the fixture's database pre-train the model of a
+    task never tuned before (matmul 48), unless turned off."""
+    from autotune.cost_model import XGBoostCostModel
+    _, path, _ = tuned
+    new_task = autotune.Task(wl.matmul, args=(48, 48, 48))
+    model = XGBoostCostModel()
+    autotune.tune([new_task], trials=0, database=path, cost_model=model, progress=False)
+    assert model.num_samples >= 16 and model.is_trained  # 16, more after the resume test
+    cold = XGBoostCostModel()
+    autotune.tune([new_task], trials=0, database=path, cost_model=cold, progress=False,
+                  transfer=0)
+    assert cold.num_samples == 0
