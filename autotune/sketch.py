@@ -37,7 +37,7 @@ import random
 import tensorlang as tl
 from tensorlang.errors import UserError
 from tensorlang.expr import Call, IntImm, ProducerLoad, Select, Var
-from tensorlang.tensor import ComputeOp, PlaceholderOp, Tensor, visit_body
+from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor, visit_body
 
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
@@ -539,8 +539,10 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
     sch = tl.create_schedule(outputs)
     stages = sch.stages
     index = {st: i for i, st in enumerate(stages)}
+    # an extern stage (a BLAS call) reads its inputs from memory: what it reads stays a stage
     inlined = {st for st in stages if _is_elementwise(st.op) and not st.is_output
-               and sch.consumers_of(st)}
+               and sch.consumers_of(st)
+               and not any(isinstance(c.op, ExternOp) for c in sch.consumers_of(st))}
     # a padding stage read by a reduction stays a stage of its own in the first sketches
     # (inlined, its guard sits in the innermost loop and blocks vectorization)
     padded = {st for st in inlined if _is_guarded(st.op)

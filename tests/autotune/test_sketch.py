@@ -238,3 +238,18 @@ def test_consumer_fused_through_inlined_stages():
         out = np.zeros((6, 16), np.float32)
         tl.build(sketch.apply(tensors, sketch.default_decisions()), tensors)(x, w, b, out)
         np.testing.assert_allclose(out, np.maximum(x @ w.T + b, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_stage_read_by_an_extern_call_is_not_inlined():
+    from tensorlang.ops import blas
+    A = tl.placeholder((4, 8), name="A")
+    B = tl.placeholder((8, 5), name="B")
+    A2 = tl.compute((4, 8), lambda i, j: A[i, j] * 2.0, name="A2")
+    C = blas.matmul(A2, B)
+    f = tl.build(default_schedule([C], LANES), [A, B, C])
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((4, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 5)).astype(np.float32)
+    c = np.empty((4, 5), np.float32)
+    f(a, b, c)
+    np.testing.assert_allclose(c, (2 * a) @ b, rtol=1e-5, atol=1e-5)
