@@ -130,6 +130,10 @@ def group_workload(spec: str) -> list:
     return [*ins, values[-1]]
 
 
+def _no_kernel(*arrays) -> None:
+    """The kernel of a group whose outputs are all empty."""
+
+
 def build(mod: Module, target: str = "llvm", database=None) -> Library:
     """Compile every fusion group of ``mod`` and return a runnable :class:`Library`.
 
@@ -148,6 +152,8 @@ def build(mod: Module, target: str = "llvm", database=None) -> Library:
     from .passes import optimize
     mod = optimize(mod)  # batch-norm folding, common subexpressions
     groups = partition(mod)
+    empty = [g for g in groups if all(o.type.size == 0 for o in g.outputs)]
+    groups = [g for g in groups if not any(g is e for e in empty)]  # nothing to compute
     specs = [group_spec(g) for g in groups]
     # each distinct spec once, in worker processes, cached across builds (graph/compile.py)
     kernels = compile_kernels([(g.name, spec) for g, spec in zip(groups, specs)], target,
@@ -155,6 +161,8 @@ def build(mod: Module, target: str = "llvm", database=None) -> Library:
     steps = []
     for g, spec in zip(groups, specs):
         steps.append(Step(g.name, kernels[spec], list(g.inputs), g.outputs))
+    for g in empty:  # empty outputs: allocated by the executor, never written
+        steps.append(Step(g.name, _no_kernel, [], g.outputs))
     for p in mod.function.params:
         if not isinstance(p, Var):
             raise UserError(f"graph.build: function parameters must be Vars, got {p!r}")

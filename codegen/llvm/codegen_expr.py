@@ -215,6 +215,30 @@ class ExprCodegen:
             return splat(self.b, value, dt.lanes_of(dst))
         return self.convert(value, src, dst)
 
+    def _double_to_half(self, value: ir.Value, to: ir.Type) -> ir.Value:
+        """float64 -> float16 through float32 rounded to odd (toward zero, then the last bit
+        set when inexact), so the final rounding to half is the correctly rounded one. A
+        direct ``fptrunc double -> half`` becomes a call to a compiler-rt helper that the JIT
+        does not provide."""
+        b = self.b
+        lanes = to.count if isinstance(to, ir.VectorType) else 0
+        f32 = ir.VectorType(ir.FloatType(), lanes) if lanes else ir.FloatType()
+        i32 = ir.VectorType(ir.IntType(32), lanes) if lanes else ir.IntType(32)
+
+        def splat_int(v):
+            one = ir.Constant(ir.IntType(32), v)
+            return ir.Constant(i32, [one] * lanes) if lanes else one
+
+        nearest = b.fptrunc(value, f32)
+        back = b.fpext(nearest, value.type)
+        fabs = intrinsic(self.module, "llvm.fabs", value.type, 1)
+        away = b.fcmp_ordered(">", b.call(fabs, [back]), b.call(fabs, [value]))
+        bits = b.bitcast(nearest, i32)
+        bits = b.select(away, b.sub(bits, splat_int(1)), bits)  # toward zero
+        inexact = b.fcmp_unordered("!=", back, value)
+        bits = b.select(inexact, b.or_(bits, splat_int(1)), bits)
+        return b.fptrunc(b.bitcast(bits, f32), to)
+
     def convert(self, value: ir.Value, src: str, dst: str) -> ir.Value:
         """``value`` of dtype ``src`` as dtype ``dst`` (same lanes)."""
         b = self.b
@@ -227,6 +251,8 @@ class ExprCodegen:
                 return b.fcmp_unordered("!=", value, zero)  # NaN is truthy, as in NumPy
             return b.icmp_unsigned("!=", value, zero)
         if dt.is_float(src) and dt.is_float(dst):
+            if dt.element_of(src) == "float64" and dt.element_of(dst) == "float16":
+                return self._double_to_half(value, to)
             return (b.fpext if dt.bits(dst) > dt.bits(src) else b.fptrunc)(value, to)
         if dt.is_float(src):
             return (b.fptoui if dt.is_uint(dst) else b.fptosi)(value, to)

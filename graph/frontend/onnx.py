@@ -3,7 +3,9 @@
 Initializers become Constants (also those that old files list as graph inputs). A node whose
 inputs are all constant (Constant, arithmetic on weights, Shape of a static shape, ...) is
 evaluated at import with ONNX's NumPy reference implementation and becomes a Constant. Every
-node the importer cannot handle is reported in one ``UserError``. Symbolic input dims must be
+node the importer cannot handle is reported in one ``UserError``. A node with no converter whose
+operator ONNX defines as a function (Attention, RMSNormalization, CastLike, ...) is first
+replaced by the function's body (``onnx_functions``). Symbolic input dims must be
 fixed with ``shape=``.
 
 Example::

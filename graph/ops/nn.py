@@ -11,9 +11,11 @@ from tensorlang import reduction as red
 from tensorlang.errors import ShapeError
 from tensorlang.expr import const as tl_const
 from tensorlang.tensor import compute, reduce_axis
+from tensorlang.ops import blas
 from tensorlang.ops._util import const_int
 
 from . import register
+from .gemm import conv2d_blas, use_blas_conv2d
 
 
 def _conv2d(xs, attrs):
@@ -26,6 +28,11 @@ def _conv2d(xs, attrs):
         raise ShapeError(f"conv2d needs 4-d data and weight (NCHW, OIHW), got "
                          f"{data.ndim}-d and {weight.ndim}-d")
     channels, out_channels = const_int(data.shape[1]), const_int(weight.shape[0])
+    if groups < 1 or channels % groups or out_channels % groups \
+            or const_int(weight.shape[1]) * groups != channels:
+        raise ShapeError(f"conv2d: data has {channels} channels but the weight "
+                         f"{tuple(const_int(d) for d in weight.shape)} with groups={groups} "
+                         f"expects {const_int(weight.shape[1]) * groups}")
     if groups > 1 and groups == channels and const_int(weight.shape[1]) == 1 and \
             out_channels % groups == 0:
         # depthwise: the OIHW weight [C * M, 1, KH, KW] is TOPI's [C, M, KH, KW]
@@ -33,6 +40,8 @@ def _conv2d(xs, attrs):
                                               *weight.shape[2:]))
         return T.nn.depthwise_conv2d_nchw(data, kernel, stride=strides, padding=pads,
                                           dilation=dilations)
+    if use_blas_conv2d(data, weight, groups):
+        return conv2d_blas(data, weight, strides, pads, dilations, groups)
     return T.nn.conv2d_nchw(data, weight, stride=strides, padding=pads, dilation=dilations,
                             groups=groups)
 
@@ -80,7 +89,17 @@ def _matmul(xs, attrs):
 
 
 register("matmul", None, _matmul, "out_fusable")
-register("dense", None, lambda xs, a: T.nn.dense(xs[0], xs[1]), "out_fusable")
+def _dense(xs, attrs):
+    x, weight = xs
+    # the BLAS for products of several rows; one row (batch 1) is a memory-bound GEMV, where
+    # the native kernel with the rfactor schedule (graph/compile.py) streams the weight 3x
+    # faster than sgemm, which packs it first
+    if x.dtype == weight.dtype == "float32" and const_int(x.shape[0]) != 1:
+        return blas.matmul(x, weight, transpose_b=True)
+    return T.nn.dense(x, weight)
+
+
+register("dense", None, _dense, "out_fusable")
 register("batch_norm", None,
          lambda xs, a: T.nn.batch_norm(xs[0], xs[1], xs[2], xs[3], xs[4], axis=1,
                                        epsilon=a.get("epsilon", 1e-5)), "broadcast")

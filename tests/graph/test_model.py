@@ -73,7 +73,8 @@ def test_memory_plan_reuses_buffers_and_identical_groups_compile_once():
         prev = f"t{i}"
     model = make_model(nodes, [("x", x.shape, "float32")], [(prev, None, "float32")],
                        {f"w{i}": rand(64, 64) for i in range(6)})
-    lib = check(model, {"x": x})
+    # six chained 64-term float32 sums: summation order alone moves the last digits
+    lib = check(model, {"x": x}, atol=1e-4)
     assert lib.num_kernels == 6 and lib.num_compiled == 1
     assert lib.naive_bytes == 5 * 4 * 64 * 4
     assert lib.planned_bytes == 2 * 4 * 64 * 4
@@ -126,17 +127,16 @@ def test_symbolic_input_dims():
 
 
 def test_unsupported_ops_are_all_listed():
-    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk_1"),
+    nodes = [helper.make_node("Unique", ["x"], ["v"], name="unique_1"),
              helper.make_node("Relu", ["v"], ["r"], name="ok_relu"),
-             helper.make_node("Hardmax", ["r"], ["h"], name="hardmax_2"),
+             helper.make_node("Bernoulli", ["r"], ["h"], name="bernoulli_2"),
              helper.make_node("MyOp", ["h"], ["y"], name="custom_3", domain="my.domain")]
-    model = make_model(nodes, [("x", (2, 8), "float32")], [("y", None, "float32")],
-                       {"k": np.array([3], np.int64)})
+    model = make_model(nodes, [("x", (2, 8), "float32")], [("y", None, "float32")])
     with pytest.raises(UserError) as info:
         graph.from_onnx(model)
     message = str(info.value)
     assert "3 unsupported node(s)" in message
-    for piece in ("TopK (node 'topk_1')", "Hardmax (node 'hardmax_2')",
+    for piece in ("Unique (node 'unique_1')", "Bernoulli (node 'bernoulli_2')",
                   "my.domain.MyOp (node 'custom_3')"):
         assert piece in message
     assert "Relu" not in message

@@ -1,0 +1,252 @@
+"""Compile the kernels of a build: each distinct group spec once, in parallel worker processes,
+and cached in this process across builds.
+
+A group's kernel depends only on its spec (the JSON text of its ops and input types), the target
+and the tuning records that apply to it, so :func:`compile_kernels` keys a process-wide cache by
+``(spec, target, database identity)``: building the same model twice, or two models that share
+layers, compiles each kernel once. Kernels not in the cache are compiled by worker processes
+(``python -m graph._compile_worker``: fresh interpreters, so neither the parent's LLVM state and
+thread pool nor its ``__main__`` script are inherited), fed one spec at a time; a worker
+schedules, lowers and compiles it and writes it as a shared library that the parent loads. With
+one worker, few jobs, an open Database object, or no C compiler to link with, they are compiled
+here instead, and so is any job a worker failed on (so its error is raised here). Groups that
+call the BLAS (``graph/ops/gemm.py``) are always compiled here, while the workers run: their
+kernels resolve the BLAS shims from this process's LLVM symbol table; they get
+:func:`_extern_schedule` (no tuning records: the extern stage has no knobs); compiling one sets
+scipy's OpenBLAS to one thread (``graph.ops.gemm.single_threaded_blas``), since its spinning
+threads and the tensorlang pool's oversubscribe the cores. Untuned dense layers of
+one row (batch 1) get the rfactor sketch instead of the default tiled one (:func:`_gemv_schedule`).
+
+The worker count is ``TENSORLANG_COMPILE_WORKERS`` if set, else the number of CPUs.
+
+Example::
+
+    kernels = compile_kernels([(name, spec), ...], target="llvm", database=None)
+    kernels[spec](*arrays)
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import tempfile
+import threading
+
+import tensorlang as tl
+from autotune.sketch import Sketch, generate_sketches
+from autotune.task import Task, _vector_lanes
+from tensorlang.tensor import ComputeOp, ExternOp
+
+from .ops.gemm import single_threaded_blas
+
+_CACHE: dict[tuple, object] = {}
+_CACHE_LIMIT = 2048
+_lock = threading.Lock()
+_library_dir: list[str] = []
+MIN_PARALLEL_JOBS = 4   # below this, starting workers costs more than it saves
+
+
+def _database_key(database):
+    """What identifies the records a database holds: None, a path with its modification time
+    and size, or False for an open Database object (its records may change: never cached)."""
+    if database is None:
+        return None
+    if isinstance(database, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(database))
+        try:
+            st = os.stat(path)
+        except OSError:
+            return (path, None)  # a missing file: the default schedules
+        return (path, st.st_mtime_ns, st.st_size)
+    return False
+
+
+def _task(spec: str, target: str) -> Task:
+    from .build import group_workload
+    return Task(group_workload, args=(spec,), target=target)
+
+
+def _calls_extern(task: Task) -> bool:
+    """Whether the group has an extern stage (a BLAS call): such kernels are compiled in this
+    process, whose LLVM symbol table provides the BLAS shims (a worker's shared library could
+    not be loaded here), and scheduled by :func:`_extern_schedule`."""
+    return any(isinstance(st.op, ExternOp) for st in tl.create_schedule(task.outputs).stages)
+
+
+def _extern_schedule(task: Task) -> tl.Schedule:
+    """The schedule of a group with an extern stage: elementwise stages read only by compute
+    stages are inlined, every other compute stage (im2col, the group's output) runs parallel
+    and vectorized. The sketches would inline a stage an extern reads, which cannot be done."""
+    sch = tl.create_schedule(task.outputs)
+    plans = []
+    for i, st in enumerate(sch.stages):
+        readers = sch.consumers_of(st)
+        if not isinstance(st.op, ComputeOp):
+            plans.append((i, "skip", {}))
+        elif not st.is_output and not st.op.reduce_axis and readers and \
+                all(isinstance(r.op, ComputeOp) for r in readers):
+            plans.append((i, "inline", {}))
+        else:
+            plans.append((i, "simple", {}))
+    sketch = Sketch(task.outputs, plans, _vector_lanes(task))
+    return sketch.apply(task.outputs, sketch.default_decisions())
+
+
+def _compile_here(name: str, spec: str, target: str, database):
+    task = _task(spec, target)
+    if _calls_extern(task):
+        kernel = tl.build(_extern_schedule(task), list(task.tensors), target=target, name=name)
+        single_threaded_blas()  # after the build, which loads the BLAS shims
+        return kernel
+    if database is None and _is_gemv(spec):
+        schedule, args = _gemv_schedule(task), list(task.tensors)
+    else:
+        schedule, args = task.apply_best(database)
+    return tl.build(schedule, args, target=target, name=name)
+
+
+def _is_gemv(spec: str) -> bool:
+    """A dense layer of one row (batch 1): the group starts with ``dense`` on a [1, K] input."""
+    data = json.loads(spec)
+    op, _, refs = data["ops"][0]
+    first = refs[0]
+    return op == "dense" and first[0] == "i" and data["inputs"][first[1]][0][0] == 1
+
+
+def _gemv_schedule(task: Task) -> tl.Schedule:
+    """The first rfactor sketch (the reduction split into vector lanes, parallel over output
+    columns): memory-bound matrix-vector products run near bandwidth with it, about 3x faster
+    than the default tiled sketch, which has one row to tile."""
+    sketches = generate_sketches(task.outputs, _vector_lanes(task))
+    for sketch in sketches:
+        if any(kind == "rfactor" for _, kind, _ in sketch.plans):
+            return sketch.apply(task.outputs, sketch.default_decisions())
+    return sketches[0].apply(task.outputs, sketches[0].default_decisions())
+
+
+def _workers(jobs: int) -> int:
+    env = os.environ.get("TENSORLANG_COMPILE_WORKERS", "")
+    count = int(env) if env.strip().isdigit() else (os.cpu_count() or 1)
+    return max(1, min(count, jobs))
+
+
+def _libraries() -> str:
+    """A folder for the workers' libraries, removed when this process exits."""
+    with _lock:
+        if not _library_dir:
+            _library_dir.append(tempfile.mkdtemp(prefix="tensorlang_kernels_"))
+            atexit.register(shutil.rmtree, _library_dir[0], True)
+        return _library_dir[0]
+
+
+def compile_kernels(jobs, target: str = "llvm", database=None) -> dict:
+    """``{spec: kernel}`` for ``jobs``, a list of ``(group name, spec)`` pairs (a spec may
+    repeat; the first name gives the kernel's entry name).
+
+    Example:
+        >>> kernels = compile_kernels([("fused_relu_0", spec)])  # doctest: +SKIP
+    """
+    db_key = _database_key(database)
+    kernels, todo = {}, {}
+    for name, spec in jobs:
+        key = (spec, target, db_key)
+        if spec in kernels or spec in todo:
+            continue
+        if db_key is not False and key in _CACHE:
+            kernels[spec] = _CACHE[key]
+        else:
+            todo[spec] = name
+    if todo:
+        workers = _workers(len(todo))
+        if workers > 1 and len(todo) >= MIN_PARALLEL_JOBS and _can_export() and \
+                not hasattr(database, "best"):  # an open Database does not travel to workers
+            kernels.update(_compile_parallel(todo, target, database, workers))
+        else:
+            for spec, name in todo.items():
+                kernels[spec] = _compile_here(name, spec, target, database)
+    if db_key is not False:
+        with _lock:
+            for spec in todo:
+                _CACHE[(spec, target, db_key)] = kernels[spec]
+            while len(_CACHE) > _CACHE_LIMIT:
+                _CACHE.pop(next(iter(_CACHE)))
+    return kernels
+
+
+def _can_export() -> bool:
+    from codegen.llvm.export import find_compiler
+    return find_compiler() is not None
+
+
+def _compile_parallel(todo: dict, target: str, database, workers: int) -> dict:
+    """Compile ``todo`` ({spec: name}) in ``workers`` child processes (``python -m
+    graph._compile_worker``, fed one job at a time, so a fast worker takes more jobs)."""
+    import json
+    import queue
+    import subprocess
+    import sys
+    from tensorlang.runtime.module import load_module
+    folder = tempfile.mkdtemp(dir=_libraries())
+    database = os.fspath(database) if database is not None else None
+    # the costliest groups (longest specs: convolutions with their fused consumers) first
+    order = sorted(todo.items(), key=lambda item: -len(item[0]))
+    local = {spec for spec, _ in order if _calls_extern(_task(spec, target))}
+    pending: queue.Queue = queue.Queue()
+    for i, (spec, name) in enumerate(order):
+        if spec in local:
+            continue
+        pending.put({"name": name, "spec": spec, "target": target, "database": database,
+                     "path": os.path.join(folder, f"k{i}.so")})
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    done: dict[str, str] = {}
+
+    def serve():
+        try:
+            job = pending.get_nowait()
+        except queue.Empty:
+            return
+        child = subprocess.Popen([sys.executable, "-m", "graph._compile_worker"], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            while job is not None:
+                child.stdin.write(json.dumps(job) + "\n")
+                child.stdin.flush()
+                reply = child.stdout.readline()
+                if reply.strip() == "ok":
+                    done[job["spec"]] = job["path"]
+                try:
+                    job = pending.get_nowait()
+                except queue.Empty:
+                    job = None
+        except (OSError, ValueError):  # a dead worker: what it left is compiled here
+            return
+        finally:
+            if child.stdin:
+                child.stdin.close()
+            child.wait()
+
+    threads = [threading.Thread(target=serve, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    kernels = {spec: _compile_here(todo[spec], spec, target, database)
+               for spec, _ in order if spec in local}  # while the workers compile the rest
+    for t in threads:
+        t.join()
+    for spec, name in order:  # a job a worker failed on is compiled here: its error is raised
+        if spec in local:
+            continue
+        kernels[spec] = load_module(done[spec]) if spec in done else \
+            _compile_here(name, spec, target, database)
+    return kernels
+
+
+def clear_cache() -> None:
+    """Forget every cached kernel (the next build compiles them again)."""
+    with _lock:
+        _CACHE.clear()
+
+
+__all__ = ["compile_kernels", "clear_cache", "MIN_PARALLEL_JOBS"]
