@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-onnx = pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
 
 from graph.frontend import conformance  # noqa: E402
 from graph.frontend.onnx_backend import TensorlangBackend, prepare  # noqa: E402
