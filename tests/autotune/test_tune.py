@@ -9,6 +9,7 @@ import pytest
 
 import autotune
 import tensorlang as tl
+from autotune import workloads
 from autotune.database import Database
 from autotune.measure import LocalBuilder, LocalRunner
 from autotune.tuner import _next_task, _TaskState
@@ -92,7 +93,7 @@ def test_a_second_tune_resumes_without_measuring_again(tuned, backends):
 
 def test_two_tasks_share_the_budget(tmp_path, backends, capsys):
     tasks = [autotune.Task(wl.matmul, args=(32, 32, 32)),
-             autotune.Task(wl.dense_relu, args=(32, 32, 32), weight=2.0)]
+             autotune.Task(workloads.dense, args=(32, 32, 32, False, True), weight=2.0)]
     summaries = autotune.tune(tasks, trials=16, database=tmp_path / "t.db", batch_size=8,
                               **backends)
     assert [s.task for s in summaries] == tasks
