@@ -4,6 +4,11 @@ A stage at the root computes its whole domain. A stage attached with ``compute_a
 computes only the region that the code inside loop ``ax`` of ``T`` reads, for one iteration of
 the loops at and outside ``ax``: those loop variables stay symbolic, the loops inside are
 relaxed over their ranges.
+
+On a GPU a stage's storage scope decides which thread-bound loops around it are relaxed as well
+(its buffer is shared by those threads, so it must hold what all of them read): a ``"shared"``
+stage covers every ``threadIdx`` / ``vthread`` of its block, a ``"global"`` stage attached inside
+a kernel covers every block too, and a ``"local"`` stage belongs to one thread.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
     unknown = [False] * ndim
     consumers = [c for c in stored if c is not stage and c in ranges
                  and _reads(c, stage, bodies, sch)]
+    shared_relax = _thread_relaxed(stage, target, ranges)
     for consumer in consumers:
         chain = _chain_to(consumer, target, ax)
         if chain is None:
@@ -68,6 +74,8 @@ def _attached_ranges(sch, stage, bodies, ranges, stored) -> dict:
                     # the stage it is attached to (values, not root axes): relax them directly
                     link_dom = pass_down_domain(link, ranges[link])
                     lo, hi = _bound(lo, hi, _relaxed_leaves(link, link_dom, target, ax))
+                if lo is not None and shared_relax:
+                    lo, hi = _bound(lo, hi, shared_relax)
                 if lo is None:
                     unknown[d] = True
                 else:
@@ -150,6 +158,31 @@ def _relaxed_leaves(stage, dom, target, ax) -> dict:
         leaves = leaves[leaves.index(ax) + 1:]
     # leaf loops run from 0: a root axis's minimum is already part of its value
     return {iv.var: Range(IntImm(0, iv.var.dtype), dom[iv].extent) for iv in leaves}
+
+
+# the thread tags whose loops a buffer of each scope spans
+_SCOPE_SPANS = {"shared": ("threadIdx.", "vthread"),
+                "global": ("threadIdx.", "vthread", "blockIdx.")}
+
+
+def _thread_relaxed(stage, target, ranges) -> dict:
+    """Thread-bound loop variables of ``target`` and the stages it is attached in that a
+    buffer in ``stage``'s scope spans: ``{var: Range(0, extent)}``."""
+    spans = _SCOPE_SPANS.get(stage.scope, ())
+    relaxed: dict = {}
+    walker = target
+    while spans and walker is not None:
+        if walker in ranges:
+            dom = None
+            for iv in walker.leaf_iter_vars:
+                attr = walker.iter_attrs.get(iv)
+                tag = attr.thread.thread_tag if attr is not None and attr.thread is not None \
+                    else ""
+                if tag and tag.startswith(spans):
+                    dom = dom or pass_down_domain(walker, ranges[walker])
+                    relaxed[iv.var] = Range(IntImm(0, iv.var.dtype), dom[iv].extent)
+        walker = walker.attach_stage if walker.attach_type == "scope" else None
+    return relaxed
 
 
 def _bound(lo_expr, hi_expr, relaxed):
