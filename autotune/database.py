@@ -25,7 +25,7 @@ import random
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Iterable, NamedTuple, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 
 from tensorlang.errors import UserError
 
@@ -322,6 +322,21 @@ class Database:
         if rows:
             self._write(lambda c: c.executemany(_INSERT, rows))
         return len(rows)
+
+    def update_costs(self, record: TuningRecord, costs: Sequence[float],
+                     extra: dict | None = None) -> int:
+        """Replace the costs (and merge ``extra`` into the extras) of the stored record with
+        ``record``'s task, target and schedule; returns how many rows changed (0 when it is
+        not stored). Used to re-measure the best candidates of a run side by side, so that
+        ``best`` ranks them on comparable numbers rather than on one noisy first timing.
+        """
+        updated = dataclasses.replace(record, costs=tuple(costs), error=None,
+                                      extra={**record.extra, **(extra or {})})
+        row = self._row(updated)
+        sql = ("UPDATE records SET costs = ?, mean_cost = ?, error = ?, extra = ? "
+               "WHERE task_key = ? AND target = ? AND schedule_hash = ?")
+        params = (row[5], row[6], row[7], row[10], row[0], row[1], row[4])
+        return self._write(lambda c: c.execute(sql, params).rowcount)
 
     def records(self, task_key: str, target: str | None = None) -> list[TuningRecord]:
         """All records of a task (on one target, or all), oldest first."""
