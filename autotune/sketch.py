@@ -42,7 +42,7 @@ from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor, visit_
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
 MAX_INNER_REDUCE = 16        # innermost reduction level bound
-RECORD_VERSION = 2  # 2: packed-panel variants come first
+RECORD_VERSION = 3  # 2: packed-panel variants first; 3: layout stages kept, row axis
 
 
 # -- factorizations -----------------------------------------------------------------------------
@@ -154,6 +154,17 @@ def _packable_input(op, row: int):
         if any(e in reduce_vars for e in idx[:-1]):
             return load.producer
     return None
+
+
+def _vars_of(exprs) -> set:
+    used: set = set()
+    visit_body(list(exprs), lambda n: used.add(n) if isinstance(n, Var) else None)
+    return used
+
+
+def _is_reindex(op) -> bool:
+    """A stage that only moves elements (a pack or transpose: its body is one plain load)."""
+    return _is_elementwise(op) and len(op.body) == 1 and isinstance(op.body[0], ProducerLoad)
 
 
 def _is_guarded(op) -> bool:
@@ -494,6 +505,17 @@ def _row_axis(op) -> int:
     ndim = len(op.axis)
     loads = []
     visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
+    # the vector operand: the input indexed by the last axis; its vectors are reused across
+    # the rows, so the rows are the innermost axis it does not depend on (output columns of a
+    # blocked conv, rows of A in a matmul)
+    last = op.axis[-1].var if op.axis else None
+    vector_loads = [ld for ld in loads if last in _vars_of(ld.indices)]
+    if vector_loads and len(vector_loads) < len(loads):
+        for d in range(ndim - 2, -1, -1):
+            iv = op.axis[d]
+            if _extent(iv) > 1 and all(iv.var not in _vars_of(ld.indices)
+                                       for ld in vector_loads):
+                return d
     for d, iv in enumerate(op.axis[:-1]):
         if _extent(iv) == 1:
             continue
@@ -545,8 +567,11 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
                and not any(isinstance(c.op, ExternOp) for c in sch.consumers_of(st))}
     # a padding stage read by a reduction stays a stage of its own in the first sketches
     # (inlined, its guard sits in the innermost loop and blocks vectorization)
-    padded = {st for st in inlined if _is_guarded(st.op)
-              and any(c.op.reduce_axis for c in sch.consumers_of(st))}
+    # and so does a layout stage (a pack) read by a tiled reduction: inlined, the reduction
+    # would read the original layout with strides and gather its vectors
+    padded = {st for st in inlined
+              if (_is_guarded(st.op) or _is_reindex(st.op))
+              and any(c.op.reduce_axis and _has_reuse(c.op) for c in sch.consumers_of(st))}
     base: dict[int, tuple] = {}
     tile_choices: dict[int, list] = {}
     rfactor_stages = []

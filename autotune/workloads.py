@@ -61,11 +61,20 @@ def dense(m: int, n: int, k: int, bias: bool = True, relu: bool = False,
 @workload
 def conv2d_nchw(batch: int, channels: int, height: int, width: int, filters: int,
                 kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-                groups: int = 1, dtype: str = "float32"):
+                groups: int = 1, dtype: str = "float32", blocked: bool = True):
     """2-D convolution of ``data[batch, channels, height, width]`` with
-    ``weight[filters, channels // groups, kernel, kernel]``."""
+    ``weight[filters, channels // groups, kernel, kernel]``.
+
+    With ``blocked`` (the default) an ungrouped convolution is computed through channel-blocked
+    copies of its data and weights (``nn.conv2d_nchw_blocked``): the same result, in a form
+    whose tiled schedules keep 16 output channels in vector registers, which plain NCHW loops
+    cannot express."""
     data = tl.placeholder((batch, channels, height, width), dtype, name="data")
     weight = tl.placeholder((filters, channels // groups, kernel, kernel), dtype, name="weight")
-    out = nn.conv2d_nchw(data, weight, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups)
+    if blocked and groups == 1 and filters % 4 == 0:
+        out = nn.conv2d_nchw_blocked(data, weight, stride=stride, padding=padding,
+                                     dilation=dilation)
+    else:
+        out = nn.conv2d_nchw(data, weight, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups)
     return [data, weight, out]

@@ -149,6 +149,72 @@ def conv2d_nchw(data: Tensor, kernel: Tensor, stride=1, padding=0, dilation=1, g
     return compute((n, k, out_h, out_w), body, name=name, tag="conv2d_nchw")
 
 
+def _block_of(extent, preferred) -> int:
+    return next((b for b in preferred if extent % b == 0), 1)
+
+
+def conv2d_nchw_blocked(data: Tensor, kernel: Tensor, stride=1, padding=0, dilation=1,
+                        c_block: int | None = None, k_block: int | None = None,
+                        name: str = "conv2d_nchw") -> Tensor:
+    """``conv2d_nchw`` (groups 1, constant shapes) computed in a channel-blocked layout.
+
+    The same function as :func:`conv2d_nchw`, written as four stages so that schedules (and the
+    auto-scheduler) can keep ``k_block`` output channels in vector registers: ``data_pack``
+    ``[N, C/cb, H+pt+pb, W+pl+pr, cb]`` (zero-padded), ``kernel_pack`` ``[K/kb, C/cb, KH, KW,
+    cb, kb]``, ``conv_blocked`` ``[N, K/kb, OH, OW, kb]`` and the NCHW result ``name``.
+    ``c_block`` / ``k_block`` default to the largest of 16, 8, 4, 2, 1 dividing C / K.
+
+    Example: ``Y = ops.nn.conv2d_nchw_blocked(X, W, padding=1)`` gives what
+    ``conv2d_nchw(X, W, padding=1)`` gives.
+    """
+    op = "conv2d_nchw_blocked"
+    stride, pads, dilation = _conv_args(op, data, kernel, stride, padding, dilation)
+    _out_dtype(op, data, kernel, None)  # data and kernel dtypes must agree
+    dims = [const_int(d) for d in tuple(data.shape) + tuple(kernel.shape)]
+    if any(d is None for d in dims):
+        raise ShapeError(f"{op}: needs constant shapes, got data {shape_str(data.shape)} and "
+                         f"kernel {shape_str(kernel.shape)}")
+    n, c, h, w, k, cg, kh, kw = dims
+    if cg != c:
+        raise ShapeError(f"{op}: data {data.name} has {c} channels but kernel {kernel.name} "
+                         f"expects {cg} (grouped convolutions use conv2d_nchw)")
+    cb = c_block or _block_of(c, (16, 8, 4, 2, 1))
+    kb = k_block or _block_of(k, (16, 8, 4, 2, 1))
+    if c % cb or k % kb:
+        raise ShapeError(f"{op}: c_block={cb} must divide the {c} input channels and "
+                         f"k_block={kb} the {k} output channels")
+    out_h, out_w = (const_int(e) for e in _spatial(op, data, (kh, kw), stride, pads, dilation))
+    top, left, bottom, right = (const_int(p) for p in pads)
+    ph, pw = h + top + bottom, w + left + right
+    zero = 0.0 if dt.is_float(data.dtype) else 0
+
+    def pack_data(b, co, y, x, ci):
+        value = data[b, co * cb + ci, y - top, x - left]
+        if not (top or left or bottom or right):
+            return value
+        inside = (y >= top) & (y < h + top) & (x >= left) & (x < w + left)
+        return tm.if_then_else(inside, value, zero)
+
+    dpack = compute((n, c // cb, ph, pw, cb), pack_data, name="data_pack")
+    kpack = compute((k // kb, c // cb, kh, kw, cb, kb),
+                    lambda ko, co, r, q, ci, ki: kernel[ko * kb + ki, co * cb + ci, r, q],
+                    name="kernel_pack")
+    rco = reduce_axis((0, c // cb), name="rco")
+    ry = reduce_axis((0, kh), name="ry")
+    rx = reduce_axis((0, kw), name="rx")
+    rci = reduce_axis((0, cb), name="rci")
+    blocked = compute(
+        (n, k // kb, out_h, out_w, kb),
+        lambda b, ko, y, x, ki: red.sum(
+            dpack[b, rco, _window(y, ry.var, stride[0], dilation[0]),
+                  _window(x, rx.var, stride[1], dilation[1]), rci]
+            * kpack[ko, rco, ry, rx, rci, ki], axis=[rco, ry, rx, rci]),
+        name="conv_blocked", tag="conv2d_nchwc")
+    return compute((n, k, out_h, out_w),
+                   lambda b, f, y, x: blocked[b, f // kb, y, x, f % kb], name=name,
+                   tag="conv2d_nchw")
+
+
 def depthwise_conv2d_nchw(data: Tensor, kernel: Tensor, stride=1, padding=0, dilation=1,
                           out_dtype: str | None = None,
                           name: str = "depthwise_conv2d_nchw") -> Tensor:

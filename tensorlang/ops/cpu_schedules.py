@@ -9,6 +9,7 @@ from .. import tensor as _t
 from ..reduction import sum as _sum
 from ..math import if_then_else
 from ..schedule import create_schedule
+from .conv import conv2d_nchw_blocked
 
 
 def matmul_packed(m: int, n: int, k: int, dtype: str = "float32", vector_lanes: int = 8):
@@ -98,7 +99,6 @@ def conv2d_nchw(batch: int, in_channels: int, height: int, width: int, out_chann
     cb = _largest_divisor(in_channels, (kb, 8, 4, 2, 1))
     R = S = kernel_size
     ph, pw = height + 2 * padding, width + 2 * padding
-    oh = (ph - R) // stride + 1
     ow = (pw - S) // stride + 1
     # accumulators + one kernel vector per kb/lanes + one broadcast within the register file
     # (16 vector registers with AVX2, 32 with AVX-512)
@@ -108,28 +108,10 @@ def conv2d_nchw(batch: int, in_channels: int, height: int, width: int, out_chann
     ow_block = ow_block or _largest_divisor(ow, fits)
     data = _t.placeholder((batch, in_channels, height, width), dtype, name="data")
     kernel = _t.placeholder((out_channels, in_channels, R, S), dtype, name="kernel")
-
-    def pack_data(n, co, h, w, ci):
-        inside = _all_of(h >= padding, h < height + padding, w >= padding, w < width + padding)
-        value = data[n, co * cb + ci, h - padding, w - padding]
-        return if_then_else(inside, value, 0.0) if padding else value
-
-    dpack = _t.compute((batch, in_channels // cb, ph, pw, cb), pack_data, name="data_pack")
-    kpack = _t.compute((out_channels // kb, in_channels // cb, R, S, cb, kb),
-                       lambda ko, co, r, q, ci, ki: kernel[ko * kb + ki, co * cb + ci, r, q],
-                       name="kernel_pack")
-    rco = _t.reduce_axis((0, in_channels // cb), name="rco")
-    rr = _t.reduce_axis((0, R), name="rr")
-    rs = _t.reduce_axis((0, S), name="rs")
-    rci = _t.reduce_axis((0, cb), name="rci")
-    conv = _t.compute(
-        (batch, out_channels // kb, oh, ow, kb),
-        lambda n, ko, y, x, ki: _sum(dpack[n, rco, y * stride + rr, x * stride + rs, rci]
-                                     * kpack[ko, rco, rr, rs, rci, ki],
-                                     axis=[rco, rr, rs, rci]),
-        name="conv_blocked")
-    out = _t.compute((batch, out_channels, oh, ow),
-                     lambda n, k, y, x: conv[n, k // kb, y, x, k % kb], name="conv")
+    out = conv2d_nchw_blocked(data, kernel, stride, padding, c_block=cb, k_block=kb,
+                              name="conv")
+    conv = out.op.input_tensors[0]
+    dpack, kpack = conv.op.input_tensors
     s = create_schedule(out)
     cc = s.cache_write(conv, "local")
     # blocked output: parallel over (n, k-block, row), register tile ow_block x kb

@@ -40,6 +40,13 @@ def conv_bias_relu(n=1, c=4, h=8, w=8, k=8):
     return [data, kernel, bias, out]
 
 
+def conv_blocked(n=1, c=8, h=6, w=6, k=16):
+    data = tl.placeholder((n, c, h, w), name="data")
+    kernel = tl.placeholder((k, c, 3, 3), name="kernel")
+    return [data, kernel, nn.conv2d_nchw_blocked(data, kernel, padding=1, c_block=4,
+                                                 k_block=8)]
+
+
 def depthwise(n=1, c=4, h=8, w=8):
     data = tl.placeholder((n, c, h, w), name="data")
     kernel = tl.placeholder((c, 1, 3, 3), name="kernel")
@@ -63,7 +70,7 @@ def _reference(name, arrays):
         return arrays[0] @ arrays[1]
     if name == "batch_matmul":
         return np.matmul(arrays[0], arrays[1])
-    if name in ("conv_bias_relu", "depthwise"):
+    if name in ("conv_bias_relu", "depthwise", "conv_blocked"):
         data, kernel = arrays[0], arrays[1]
         n, c, h, w = data.shape
         padded = np.pad(data, ((0, 0), (0, 0), (1, 1), (1, 1)))
@@ -79,6 +86,8 @@ def _reference(name, arrays):
             for x in range(3):
                 out += np.einsum("nchw,kc->nkhw", padded[:, :, y:y + h, x:x + w],
                                  kernel[:, :, y, x])
+        if name == "conv_blocked":
+            return out
         return np.maximum(out + arrays[2][None, :, None, None], 0)
     if name == "softmax":
         e = np.exp(arrays[0] - arrays[0].max(-1, keepdims=True))
@@ -92,7 +101,8 @@ def _reference(name, arrays):
 
 
 WORKLOADS = {"matmul": matmul, "batch_matmul": batch_matmul, "conv_bias_relu": conv_bias_relu,
-             "depthwise": depthwise, "softmax": softmax, "layer_norm": layer_norm}
+             "depthwise": depthwise, "softmax": softmax, "layer_norm": layer_norm,
+             "conv_blocked": conv_blocked}
 
 
 def _check(name, tensors, schedule, seed=0):
@@ -142,6 +152,21 @@ def test_sketch_kinds():
     assert any("pad_temp:inline" in n for n in names)
     assert any("rfactor" in sk.name for sk in generate_sketches(softmax(), LANES))
     assert not any("rfactor" in sk.name for sk in generate_sketches(matmul(), LANES))
+    # the packs of a blocked conv stay stages (a strided, gathering read otherwise)
+    first = generate_sketches(conv_blocked(), LANES)[0].name
+    assert "data_pack:simple" in first and "kernel_pack:simple" in first
+
+
+def test_blocked_conv_register_tile_rows_are_output_columns():
+    """The weights' vectors (16 output channels) are reused across the tile's rows: the rows
+    are output columns (x), which the weights do not depend on, not the channel blocks."""
+    from autotune.sketch import _row_axis
+    out = conv_blocked()[-1]
+    conv = out.op.input_tensors[0]
+    assert [iv.var.name for iv in conv.op.axis][_row_axis(conv.op)] == \
+        conv.op.axis[3].var.name
+    m = matmul()[-1]
+    assert _row_axis(m.op) == 0
 
 
 def _check_samples(name, samples, seed, max_unroll=512):
@@ -157,6 +182,7 @@ def _check_samples(name, samples, seed, max_unroll=512):
 
 
 @pytest.mark.parametrize("name,samples", [("matmul", 5), ("conv_bias_relu", 1),
+                                          ("conv_blocked", 1),
                                           ("batch_matmul", 1), ("depthwise", 1),
                                           ("softmax", 1), ("layer_norm", 1)])
 def test_sampled_candidates_are_correct(name, samples):

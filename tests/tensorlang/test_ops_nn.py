@@ -210,6 +210,35 @@ def test_conv2d_nchw_pad_computed_at(dshape, kshape, stride, padding, dilation, 
     check(s, [X, W, Y], [x_np, w_np], expect, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dshape,kshape,stride,padding,dilation,blocks", [
+    ((1, 8, 12, 12), (16, 8, 3, 3), 1, 1, 1, (None, None)),
+    ((2, 6, 11, 10), (12, 6, 3, 2), (2, 1), (1, 0, 2, 1), 1, (2, 4)),
+    ((1, 4, 9, 9), (8, 4, 3, 3), 1, 2, 2, (4, 8)),
+])
+def test_conv2d_nchw_blocked_matches_reference(dshape, kshape, stride, padding, dilation,
+                                               blocks):
+    X = tl.placeholder(dshape, name="X")
+    W = tl.placeholder(kshape, name="W")
+    Y = NN.conv2d_nchw_blocked(X, W, stride, padding, dilation, c_block=blocks[0],
+                               k_block=blocks[1])
+    assert [t.op.name for t in Y.op.input_tensors[0].op.input_tensors] == \
+        ["data_pack", "kernel_pack"]
+    s = tl.create_schedule(Y)
+    x_np, w_np = rand(dshape, seed=6), rand(kshape, seed=7)
+    pads = padding if isinstance(padding, tuple) else (padding,) * 4
+    pair = (lambda v: v if isinstance(v, tuple) else (v, v))
+    expect = conv2d_ref(x_np, w_np, pair(stride), pads, pair(dilation), 1)
+    check(s, [X, W, Y], [x_np, w_np], expect, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_nchw_blocked_refuses_what_it_cannot_block():
+    X = tl.placeholder((1, 8, 6, 6), name="X")
+    with pytest.raises(ShapeError, match="k_block=3"):
+        NN.conv2d_nchw_blocked(X, tl.placeholder((8, 8, 3, 3), name="W"), k_block=3)
+    with pytest.raises(ShapeError, match="grouped"):
+        NN.conv2d_nchw_blocked(X, tl.placeholder((8, 4, 3, 3), name="W"))
+
+
 def test_conv2d_inline_pad_cache_write_vectorized():
     X = tl.placeholder((1, 8, 12, 12), name="X")
     W = tl.placeholder((4, 8, 3, 3), name="W")
