@@ -30,5 +30,14 @@ class UnsupportedOpError(UserError):
     """An operation, intrinsic or feature that is not supported (yet) on this path."""
 
 
+class CudaUnavailableError(UnsupportedOpError):
+    """CUDA was asked for where there is no usable CUDA (no cuda-python, driver or GPU)."""
+
+
+class CudaError(TensorlangError, RuntimeError):
+    """A CUDA driver call failed; the message names the call, the driver's error name and text,
+    and the kernel when a launch is involved."""
+
+
 class InternalError(TensorlangError, RuntimeError):
     """A bug in tensorlang: please report it with the program that triggered it."""

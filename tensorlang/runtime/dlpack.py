@@ -1,8 +1,9 @@
 """DLPack exchange through ctypes: the C structs, exporting capsules and importing them.
 
-Both capsule kinds are handled: the legacy ``DLManagedTensor`` (capsule name ``"dltensor"``) and
-the versioned ``DLManagedTensorVersioned`` of DLPack 1.x (``"dltensor_versioned"``, which adds a
-read-only flag). A consumer renames the capsule ``"used_..."`` when it takes ownership; from then
+Tensors in CPU memory and in the memory of the CUDA device tensorlang uses are exchanged (the
+device travels in the tensor's ``device`` field). Both capsule kinds are handled: the legacy
+``DLManagedTensor`` (capsule name ``"dltensor"``) and the versioned ``DLManagedTensorVersioned``
+of DLPack 1.x (``"dltensor_versioned"``, which adds a read-only flag). A consumer renames the capsule ``"used_..."`` when it takes ownership; from then
 on the consumer calls the tensor's deleter, otherwise the capsule's destructor does.
 
 This module knows nothing of NDArray: it deals in addresses, shapes and owner objects, so that
@@ -68,6 +69,7 @@ class DLManagedTensorVersioned(ctypes.Structure):
 
 
 DL_CPU = 1
+DL_CUDA = 2
 DLPACK_VERSION = (1, 1)  # what we write into versioned capsules; 1.1 only added dtype codes
 FLAG_READ_ONLY = 1 << 0
 FLAG_IS_COPIED = 1 << 1
@@ -158,8 +160,8 @@ def live_exports() -> int:
 
 def export_capsule(data_ptr: int, shape: tuple[int, ...], strides: tuple[int, ...], dtype: str,
                    owner: Any, *, versioned: bool, readonly: bool = False,
-                   copied: bool = False) -> Any:
-    """A new DLPack capsule viewing CPU memory that ``owner`` keeps alive.
+                   copied: bool = False, device: tuple[int, int] = (DL_CPU, 0)) -> Any:
+    """A new DLPack capsule viewing memory that ``owner`` keeps alive.
 
     Args:
         data_ptr: address of the first element.
@@ -168,6 +170,7 @@ def export_capsule(data_ptr: int, shape: tuple[int, ...], strides: tuple[int, ..
         owner: kept referenced until the tensor's deleter runs.
         versioned: make a ``"dltensor_versioned"`` capsule (DLPack 1.x) instead of ``"dltensor"``.
         readonly, copied: the versioned capsule's flags.
+        device: DLPack ``(device_type, device_id)`` of the memory: CPU unless told otherwise.
 
     Example:
         >>> buf = np.arange(4.0)
@@ -180,7 +183,7 @@ def export_capsule(data_ptr: int, shape: tuple[int, ...], strides: tuple[int, ..
     managed: Any = DLManagedTensorVersioned() if versioned else DLManagedTensor()
     tensor = managed.dl_tensor
     tensor.data = data_ptr
-    tensor.device = DLDevice(DL_CPU, 0)
+    tensor.device = DLDevice(int(device[0]), int(device[1]))
     tensor.ndim = ndim
     tensor.dtype = DLDataType(*dlpack_dtype(dtype))
     tensor.shape = ctypes.cast(shape_array, ctypes.POINTER(ctypes.c_int64))
@@ -212,6 +215,7 @@ class ImportedTensor:
     dtype: str
     readonly: bool
     owner: Any
+    device: tuple[int, int] = (DL_CPU, 0)  # DLPack (device_type, device_id): CPU or CUDA
 
 
 class DLPackOwner:
@@ -228,13 +232,29 @@ def _device_name(device_type: int) -> str:
     return _DEVICE_NAMES.get(device_type, f"device type {device_type}")
 
 
-def check_cpu_device(device: tuple[int, int]) -> None:
-    """Raise UnsupportedOpError unless a DLPack ``(device_type, device_id)`` is the CPU."""
-    if int(device[0]) != DL_CPU:
+def check_device(device: tuple[int, int]) -> None:
+    """Raise unless a DLPack ``(device_type, device_id)`` is the CPU, or the CUDA device that
+    tensorlang uses (UnsupportedOpError when there is no usable CUDA here)."""
+    kind, ordinal = int(device[0]), int(device[1])
+    if kind == DL_CPU:
+        return
+    if kind != DL_CUDA:
         raise UnsupportedOpError(
-            f"from_dlpack supports CPU tensors only for now; got a {_device_name(int(device[0]))} "
-            f"tensor (DLPack device {tuple(device)}): copy it to the CPU first"
-        )
+            f"from_dlpack supports CPU and CUDA tensors only; got a {_device_name(kind)} "
+            f"tensor (DLPack device {tuple(device)}): copy it to the CPU first")
+    from . import cuda  # imports nothing from CUDA until it is used
+    if not cuda.available():
+        raise UnsupportedOpError(
+            f"from_dlpack supports CPU tensors only on this machine; got a cuda tensor (DLPack "
+            f"device {tuple(device)}) but the CUDA runtime is unavailable: "
+            f"{cuda.unavailable_reason()}")
+    if ordinal != cuda.device_id():
+        raise UnsupportedOpError(
+            f"from_dlpack got a tensor on CUDA device {ordinal}, but tensorlang uses device "
+            f"{cuda.device_id()} (set TENSORLANG_CUDA_DEVICE={ordinal} before first use)")
+
+
+check_cpu_device = check_device  # the name before CUDA arrays existed
 
 
 def is_capsule(obj: Any) -> bool:
@@ -248,12 +268,18 @@ def capsule_from_object(obj: Any) -> Any:
     if not hasattr(obj, "__dlpack__"):
         raise UserError(f"from_dlpack expects an object with __dlpack__ or a DLPack capsule, "
                         f"got {type(obj).__name__}")
-    if hasattr(obj, "__dlpack_device__"):
-        check_cpu_device(obj.__dlpack_device__())
+    device = tuple(obj.__dlpack_device__()) if hasattr(obj, "__dlpack_device__") else None
+    options: dict[str, Any] = {}
+    if device is not None:
+        check_device(device)
+        if int(device[0]) == DL_CUDA:
+            # DLPack's stream protocol: name the stream we will use the tensor on, so that the
+            # producer orders its pending work before it. Ours is the legacy default stream (1).
+            options["stream"] = 1
     try:
-        return obj.__dlpack__(max_version=DLPACK_VERSION)
+        return obj.__dlpack__(max_version=DLPACK_VERSION, **options)
     except TypeError:  # producers older than DLPack 1.0 take no max_version
-        return obj.__dlpack__()
+        return obj.__dlpack__(**options)
 
 
 def import_capsule(capsule: Any) -> ImportedTensor:
@@ -283,7 +309,8 @@ def import_capsule(capsule: Any) -> ImportedTensor:
                                      f"{managed.version.minor} is not supported (expected 1.x)")
         flags = managed.flags
     tensor = managed.dl_tensor
-    check_cpu_device((tensor.device.device_type, tensor.device.device_id))
+    device = (int(tensor.device.device_type), int(tensor.device.device_id))
+    check_device(device)
     dtype = dtype_from_dlpack(tensor.dtype.code, tensor.dtype.bits, tensor.dtype.lanes)
     ndim = tensor.ndim
     shape = tuple(int(tensor.shape[i]) for i in range(ndim))
@@ -299,4 +326,4 @@ def import_capsule(capsule: Any) -> ImportedTensor:
         raise InternalError("PyCapsule_SetName failed on a valid DLPack capsule")
     return ImportedTensor(data_ptr=data_ptr, shape=shape, strides=strides, dtype=dtype,
                           readonly=bool(flags & FLAG_READ_ONLY),
-                          owner=DLPackOwner(address, deleter))
+                          owner=DLPackOwner(address, deleter), device=device)
