@@ -55,8 +55,11 @@ def build(sch_or_func, args=None, target: str = "llvm", name: str = "main"):
                             "tl.build(s, [A, B, C])")
         func = lower(sch_or_func, args, name=name)
     target_name = target if isinstance(target, str) else getattr(target, "kind", "llvm")
+    if isinstance(target, str) and target.split() and target.split()[0] == "cuda":
+        import codegen.cuda  # lazy, like codegen.llvm below
+        return codegen.cuda.build(func, target)
     if isinstance(target, str) and target.split()[0] not in ("llvm", "c"):
-        raise UnsupportedOpError(f"target {target!r} is not supported yet; use 'llvm'")
+        raise UnsupportedOpError(f"target {target!r} is not supported yet; use 'llvm' or 'cuda'")
     import codegen.llvm  # the one documented upward import: tl.build is a convenience
     return codegen.llvm.build(func, target)
 
