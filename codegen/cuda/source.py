@@ -40,6 +40,8 @@ from tensorlang.ir.functor import post_order_visit
 from tensorlang.lower.verify_gpu import (BARRIER, LAUNCH_TAGS, HostPlan, LaunchInfo,
                                          host_var_ids, launch_info, shared_allocations)
 
+from . import mma as _mma
+
 INDEX_LIMIT = 2 ** 31  # buffers with more elements get 64-bit index arithmetic
 
 _CTYPES = {
@@ -245,6 +247,7 @@ def generate(func: PrimFunc, plan: HostPlan, symbol: str) -> CudaSource:
     shape_vars = _shape_vars(func)
     buffer_params = [p for p in func.params if isinstance(p, Buffer)] + list(plan.scratch)
     parts, kernels = [PREAMBLE], []
+    uses_mma = False
     for k, kernel in enumerate(plan.kernels):
         name = symbol if len(plan.kernels) == 1 else f"{symbol}_{k}"
         name = f"{name}_kernel"
@@ -255,6 +258,9 @@ def generate(func: PrimFunc, plan: HostPlan, symbol: str) -> CudaSource:
         text, spec = gen.emit(name)
         parts.append(text)
         kernels.append(spec)
+        uses_mma = uses_mma or gen.tc is not None
+    if uses_mma:
+        parts.insert(1, _mma.PREAMBLE)
     return CudaSource("\n".join(parts), kernels, list(plan.scratch))
 
 
@@ -286,6 +292,7 @@ class _KernelGen:
         self.local_buffers: set = set()
         self.temp_count = 0
         self.large: set = set()  # uids of buffers needing 64-bit indexing
+        self.tc = None  # tensor-core plan (codegen/cuda/mma.py) when the kernel uses mma.sync
 
     # -- the kernel ------------------------------------------------------------------------
     def emit(self, name: str):
@@ -318,8 +325,12 @@ class _KernelGen:
         header = f'extern "C" __global__ void {bounds}{name}({", ".join(decls)}) {{'
         shared = shared_allocations(self.kernel)
         shared_bytes = 0
+        self.tc = _mma.plan(self.kernel, self.info, shared)
         for buf, nbytes in shared:
             count = nbytes // max(1, dt.bits(dt.element_of(buf.dtype)) // 8)
+            if self.tc is not None:  # double-buffered stages of a tensor-core pipeline
+                count *= self.tc.stages(buf)
+                nbytes *= self.tc.stages(buf)
             cname = self.names.get(("buf", buf.uid), buf.name)
             self.line(f"__shared__ __align__(16) {storage_type(buf.dtype)} {cname}[{count}];")
             shared_bytes += nbytes
@@ -400,6 +411,8 @@ class _KernelGen:
 
     def _s_Allocate(self, s):
         buf = s.buffer
+        if self.tc is not None and self.tc.allocate(self, s):
+            return
         if buf.scope == "shared":  # declared at the top of the kernel
             self.stmt(s.body)
             return
@@ -435,6 +448,8 @@ class _KernelGen:
             self.depth -= 1
             self.line("}")
             return
+        if self.tc is not None and self.tc.emit_for(self, s):
+            return
         if kind == S.PARALLEL:
             raise UnsupportedOpError(f"loop {v.name!r} is a parallel (CPU) loop; on the GPU "
                                      "bind it to blockIdx/threadIdx")
@@ -463,6 +478,8 @@ class _KernelGen:
 
     def _s_BufferStore(self, s):
         buf, value = s.buffer, s.value
+        if self.tc is not None and self.tc.store(self, s):
+            return
         (index,) = _flat(buf, s.indices)
         lanes = dt.lanes_of(value.dtype)
         if lanes == 1:
@@ -513,6 +530,8 @@ class _KernelGen:
         src = self._aligned_base(value.buffer, src_index, lanes, nbytes)
         if dst is None or src is None:
             return False
+        if self.tc is not None and self.tc.async_copy(self, buf, dst, value.buffer, src, nbytes):
+            return True
         self.line(f"*({vtype}*)({self.buf(buf)} + {dst}) = "
                   f"*(const {vtype}*)({self.buf(value.buffer)} + {src});")
         return True
@@ -811,6 +830,10 @@ class _KernelGen:
                 f"return {self.expr(e.body, lane)}; }})()")
 
     def _e_BufferLoad(self, e, lane):
+        if self.tc is not None:
+            reg = self.tc.load(self, e)
+            if reg is not None:
+                return reg
         key = self.hoisted.get(id(e))
         if key is not None:
             return f"{key}.{_LANE_FIELDS[lane]}"
