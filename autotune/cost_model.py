@@ -200,7 +200,9 @@ class XGBoostCostModel:
         finite = self._costs[np.isfinite(self._costs)]
         if len(np.unique(finite)) < 2:
             return  # nothing to learn an order from yet
-        import xgboost as xgb
+        xgb = _import_xgboost()
+        if xgb is None:
+            return  # no xgboost here: predict stays random (noted once)
         target = normalized_throughput(self._costs, self._tasks)
         params = dict(_PARAMS, seed=self.seed)
         if self.objective == "rank":
@@ -250,6 +252,25 @@ def measure_ranking_quality(model, features_list, costs) -> RankingQuality:
     rho = spearmanr(scores, throughput).statistic if len(scores) > 1 else 0.0
     return RankingQuality(pairwise_accuracy(scores, costs),
                           float(0.0 if np.isnan(rho) else rho))
+
+
+_XGBOOST_NOTED = False
+
+
+def _import_xgboost():
+    """The xgboost module, or None (with a one-line notice on stderr, once per process) when
+    it is not installed: the model then ranks candidates at random instead of crashing."""
+    global _XGBOOST_NOTED
+    try:
+        import xgboost
+        return xgboost
+    except ImportError as exc:
+        if not _XGBOOST_NOTED:
+            import sys
+            print(f"autotune: xgboost is not importable ({exc}); the cost model falls back to "
+                  "random ranking (pip install xgboost-cpu for a learned model)", file=sys.stderr)
+            _XGBOOST_NOTED = True
+        return None
 
 
 def _unique(values) -> list:

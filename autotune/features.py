@@ -481,3 +481,84 @@ class _OpCounter:
             elif t is Let:
                 stack.append(e.value)
                 stack.append(e.body)
+
+
+# -- GPU flavour -------------------------------------------------------------------------------
+
+# On GPUs nothing runs on parallel CPU loops and the GPU sketches make no integer min/max
+# (their splits divide), so these pooled slots are free; the GPU extractor stores the launch
+# shape there and keeps the vector length at POOLED_LENGTH (one model reads both flavours).
+GPU_SLOTS = {
+    "threads_per_block": ("sum", "num_parallel"),
+    "blocks": ("sum", "parallel_product"),
+    "shared_bytes_per_block": ("max", "num_parallel"),
+    "local_bytes_per_thread": ("max", "parallel_product"),
+    "global_load_lanes": ("sum", "int_minmax"),
+    "thread_intensity": ("max", "int_minmax"),
+}
+
+
+def gpu_slot(name: str) -> int:
+    """The index in a pooled vector of the GPU feature ``name`` (see ``GPU_SLOTS``)."""
+    half, feature = GPU_SLOTS[name]
+    return _INDEX[feature] + (N_FEATURES if half == "max" else 0)
+
+
+def extract_pooled_gpu(func: PrimFunc) -> np.ndarray:
+    """:func:`extract_pooled` of a GPU function with its launch shape in the ``GPU_SLOTS``:
+    threads per block, blocks, shared bytes per block, local (register) bytes per thread, the
+    widest global load (lanes) and the arithmetic intensity of the innermost accumulation
+    (float ops per load of its store nest), all ``log2(1 + x)`` but the lanes.
+
+    Example::
+
+        v = extract_pooled_gpu(tl.lower(gpu_schedule, args))
+        v[gpu_slot("threads_per_block")]       # log2(1 + 256) for 16 x 16 threads
+    """
+    from tensorlang.ops.gpu_schedules import gpu_launch_stats
+    rows = extract(func)
+    vector = pool(rows)
+    stats = gpu_launch_stats(func)
+    grid = stats["grid"]
+    blocks = _prod_or_zero(grid)
+    local_bytes, lanes = 0, 1
+    globals_ = {p.uid for p in func.params if hasattr(p, "scope")}
+
+    def visit(node):
+        nonlocal local_bytes, lanes
+        if isinstance(node, Allocate) and node.buffer.scope == "local":
+            size = 1
+            for d in node.buffer.allocation_extents():
+                size *= max(0, _int_or_zero(d))
+            local_bytes += size * _bytes(node.buffer.dtype)
+        elif isinstance(node, BufferLoad) and (node.buffer.uid in globals_
+                                               or node.buffer.scope == GLOBAL):
+            lanes = max(lanes, dt.lanes_of(node.dtype))
+    from tensorlang.ir.functor import post_order_visit
+    post_order_visit(func.body, visit)
+    intensity = 0.0
+    if len(rows):
+        linear = np.exp2(rows.astype(np.float64)) - 1.0
+        flops = linear[:, [_INDEX[n] for n in _ARITH[:7]]].sum(axis=1)
+        row = linear[int(np.argmax(flops))]  # the store doing the most float work
+        ops = float(flops.max())
+        loads = sum(row[_INDEX[f"buffer{k}_accesses"]] for k in range(MAX_BUFFERS))
+        intensity = ops / loads if loads > 0 else 0.0
+    values = {"threads_per_block": math.log2(1 + (stats["threads"] or 0)),
+              "blocks": math.log2(1 + blocks),
+              "shared_bytes_per_block": math.log2(1 + (stats["shared_bytes"] or 0)),
+              "local_bytes_per_thread": math.log2(1 + local_bytes),
+              "global_load_lanes": float(lanes),
+              "thread_intensity": math.log2(1 + intensity)}
+    for name, value in values.items():
+        vector[gpu_slot(name)] = value
+    return vector
+
+
+def _prod_or_zero(values) -> int:
+    out = 1
+    for v in values:
+        if v is None:
+            return 0
+        out *= v
+    return out

@@ -144,6 +144,12 @@ class LocalBuilder:
             results = builder.build(inputs)            # list[BuildResult]
     """
 
+    # what a worker runs per candidate, the file suffix of its output and the pool's
+    # initializer: a GPU builder (measure_gpu) swaps these
+    _worker_build = staticmethod(_build_one)
+    _suffix = ".so"
+    _initializer = None
+
     def __init__(self, n_parallel: int | None = None, timeout: float = 30.0,
                  start_method: str = "spawn") -> None:
         self.n_parallel = max(1, n_parallel or os.cpu_count() or 1)
@@ -174,12 +180,13 @@ class LocalBuilder:
     def _build_batch(self, inputs, indices, results, last: bool) -> list[int]:
         """Build ``indices`` together; returns those lost to a dead worker (when not ``last``)."""
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(self.n_parallel, mp_context=self._context)
+            self._pool = cf.ProcessPoolExecutor(self.n_parallel, mp_context=self._context,
+                                                initializer=type(self)._initializer)
         futures = {}
         for i in indices:
-            path = os.path.join(self.directory, f"candidate-{uuid.uuid4().hex}.so")
-            futures[self._pool.submit(_build_one, inputs[i].task_dict, inputs[i].schedule_json,
-                                      path)] = i
+            path = os.path.join(self.directory, f"candidate-{uuid.uuid4().hex}{self._suffix}")
+            futures[self._pool.submit(type(self)._worker_build, inputs[i].task_dict,
+                                      inputs[i].schedule_json, path)] = i
         lost: list[int] = []
         waiting = set(futures)
         while waiting:
@@ -371,6 +378,8 @@ class LocalRunner:
         runner.close()
     """
 
+    _child_main = staticmethod(_runner_main)  # the child's loop (measure_gpu swaps it)
+
     def __init__(self, timeout: float = 10.0, number: int = 3, repeat: int = 3,
                  min_repeat_ms: float = 0, flush_cache: bool = False,
                  check_correctness: bool = True, seed: int = 0,
@@ -410,11 +419,15 @@ class LocalRunner:
             self.close()
         self._ensure_process()
         self._runs += 1
+        return self._exchange(job, self.timeout)
+
+    def _exchange(self, job, timeout: float) -> tuple:
+        """Send one job to the (running) child and wait ``timeout`` seconds for its answer."""
         try:
             self._conn.send(job)
-            if not self._conn.poll(self.timeout):
+            if not self._conn.poll(timeout):
                 self._kill()
-                return (), f"killed after {self.timeout:g} s", "timeout"
+                return (), f"killed after {timeout:g} s", "timeout"
             return self._conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             return (), self._death_message(), "crash"
@@ -437,8 +450,8 @@ class LocalRunner:
             return
         self._forget()
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_runner_main, args=(child,), daemon=True,
-                                        name="tensorlang-runner")
+        process = self._context.Process(target=type(self)._child_main, args=(child,),
+                                        daemon=True, name="tensorlang-runner")
         process.start()
         child.close()
         if not parent.poll(_STARTUP_TIMEOUT):

@@ -75,7 +75,9 @@ class EvolutionarySearch:
 
     Args:
         task: the task; its sketches come from ``generate_sketches(task.outputs, lanes)`` with
-            the vector width of the task's target.
+            the vector width of the task's target (``sketch_gpu.generate_gpu_sketches`` with
+            the device limits for a CUDA task, whose candidates are also checked against the
+            limits once lowered and featurized by ``features.extract_pooled_gpu``).
         database: where measured records live (seeds the population, filters duplicates).
         seed: seeds the random choices (the same seed and data give the same batches).
         population: candidates kept between generations.
@@ -106,7 +108,13 @@ class EvolutionarySearch:
         self.epsilon, self.crossover = epsilon, crossover
         self.children = children if children is not None else max(1, population // 2)
         self.rng = random.Random(seed)
-        self.sketches = _sketch.generate_sketches(task.outputs, _vector_lanes(task))
+        if getattr(task, "is_cuda", False):
+            from .sketch_gpu import generate_gpu_sketches
+            self.sketches = generate_gpu_sketches(task.outputs, task.gpu_limits())
+            self._extract = _features.extract_pooled_gpu
+        else:
+            self.sketches = _sketch.generate_sketches(task.outputs, _vector_lanes(task))
+            self._extract = _features.extract_pooled
         self.stats = SearchStats()
         self._cache: dict[str, Candidate | None] = {}   # record text -> lowered (None: failed)
         self._proposed: set[str] = set()                # schedule JSON handed out or measured
@@ -124,8 +132,11 @@ class EvolutionarySearch:
             sketch.check(decisions)
             schedule = sketch.apply(self.task.tensors, decisions)
             func = tl.lower(schedule, self.task.tensors)
+            check = getattr(sketch, "check_lowered", None)
+            if check is not None:  # GPU: threads per block and shared memory within limits
+                check(func)
             candidate = Candidate(sketch_index, decisions, record, schedule.to_json(),
-                                  _features.extract_pooled(func))
+                                  self._extract(func))
             self.stats.scored += 1
         except (TensorlangError, ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
             # a candidate the schedule language rejects is the candidate's fault, not the search's
@@ -152,7 +163,7 @@ class EvolutionarySearch:
                 schedule = tl.schedule_from_json(record.schedule, self.task.tensors)
                 func = tl.lower(schedule, self.task.tensors)
                 self._cache[key] = Candidate(-1, {}, key, record.schedule,
-                                             _features.extract_pooled(func))
+                                             self._extract(func))
             except (TensorlangError, ValueError, TypeError, KeyError, IndexError):
                 self._cache[key] = None
         found = self._cache[key]

@@ -22,6 +22,11 @@ Example::
     task = Task(matmul, args=(64, 64, 64), target="llvm")
     s, args = task.default_schedule()
     f = task.build(s)
+
+A task with target ``"cuda"`` (or ``"cuda -arch=sm_80"``) is keyed by the GPU it is tuned on
+(``cuda -arch=sm_90 -device="NVIDIA H200"``; from the target string alone without a GPU), searched
+with the GPU sketches of ``autotune.sketch_gpu`` and measured by ``autotune.measure_gpu``; its
+reference outputs are still computed on the CPU.
 """
 from __future__ import annotations
 
@@ -133,7 +138,8 @@ class Task:
     """
 
     def __init__(self, workload_func_or_name: "Callable | str", args: tuple = (),
-                 target: Any = "llvm", weight: float = 1.0, name: str | None = None):
+                 target: Any = "llvm", weight: float = 1.0, name: str | None = None,
+                 target_key: str | None = None):
         if isinstance(workload_func_or_name, str):
             func = lookup_workload(workload_func_or_name)
         else:
@@ -141,7 +147,13 @@ class Task:
         self.workload_name = workload_name(func)
         self.args = tuple(args)
         self.target = target if isinstance(target, str) else str(target)
-        self.target_key = parse_target(self.target).key()
+        self.is_cuda = is_cuda_target(self.target)
+        if target_key is not None:  # resolved by the process that made the task
+            self.target_key = str(target_key)
+        elif self.is_cuda:
+            self.target_key = cuda_target_key(self.target)
+        else:
+            self.target_key = parse_target(self.target).key()
         self.weight = float(weight)
         self._name = name
         self.tensors = _check_tensors(func(*self.args), self.workload_name)
@@ -171,7 +183,15 @@ class Task:
 
     # -- schedules and builds -------------------------------------------------------------------
     def default_schedule(self) -> tuple:
-        """``(schedule, args)``: the untuned schedule and the argument tensors to build with."""
+        """``(schedule, args)``: the untuned schedule and the argument tensors to build with
+        (for a CUDA task, the first GPU sketch with its default decisions: plain loops do not
+        run on a GPU; the plain schedule when the computation has no GPU sketch)."""
+        if self.is_cuda:
+            try:
+                from .sketch_gpu import default_gpu_schedule
+                return default_gpu_schedule(self.outputs, self.gpu_limits()), list(self.tensors)
+            except UserError:
+                pass
         return tl.create_schedule(self.outputs), list(self.tensors)
 
     def apply_best(self, database=None) -> tuple:
@@ -201,13 +221,31 @@ class Task:
             if opened:
                 db.close()
         try:
+            if self.is_cuda:
+                from .sketch_gpu import default_gpu_schedule
+                return default_gpu_schedule(self.outputs, self.gpu_limits()), list(self.tensors)
             return default_schedule(self.outputs, _vector_lanes(self)), list(self.tensors)
         except UserError:  # no search space for it (symbolic extents, ...): the plain schedule
             return self.default_schedule()
 
     def build(self, schedule):
-        """Compile ``schedule`` of this task's computation for the task's target."""
-        return tl.build(schedule, list(self.tensors), target=self.target)
+        """Compile ``schedule`` of this task's computation for the task's target (for CUDA:
+        the architecture of its ``target_key``, so no GPU is needed to compile)."""
+        return tl.build(schedule, list(self.tensors), target=self.build_target)
+
+    @property
+    def build_target(self) -> str:
+        """The target string to compile with: ``"cuda -arch=sm_90"`` for a CUDA task (the
+        architecture its key names), the task's target otherwise."""
+        if self.is_cuda:
+            return f"cuda -arch={cuda_arch_of_key(self.target_key)}"
+        return self.target
+
+    def gpu_limits(self):
+        """The :class:`~autotune.sketch_gpu.GpuLimits` GPU sketches of this task respect: the
+        device's when a GPU is present, H100/H200 values otherwise."""
+        from .sketch_gpu import gpu_limits
+        return gpu_limits(probe=_cuda_probe_allowed())
 
     def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
         """One NumPy array per argument tensor: normal floats, small integers, zeroed outputs."""
@@ -235,7 +273,13 @@ class Task:
             raise UserError(f"task {self.workload_name}: expected {len(self.tensors)} arrays, "
                             f"got {len(arrays)}")
         if self._reference is None:
-            schedule, args = self.default_schedule()
+            schedule, args = tl.create_schedule(self.outputs), list(self.tensors)
+            if self.is_cuda:  # large GPU workloads: the CPU sketch's default, not naive loops
+                try:
+                    lanes = max(1, parse_target("llvm").vector_bits // 32)
+                    schedule = default_schedule(self.outputs, lanes)
+                except UserError:
+                    pass
             self._reference = tl.build(schedule, args, target="llvm")
         copies = [np.array(a, copy=True) for a in arrays]
         self._reference(*copies)
@@ -246,6 +290,8 @@ class Task:
         """A JSON-able description that ``Task.from_dict`` turns back into the task."""
         d = {"workload": self.workload_name, "args": list(self.args), "target": self.target,
              "weight": self.weight}
+        if self.is_cuda:  # worker processes must not probe (or need) the GPU to key the task
+            d["target_key"] = self.target_key
         try:
             json.dumps(d)
         except TypeError as e:
@@ -257,7 +303,8 @@ class Task:
     def from_dict(cls, d: dict) -> "Task":
         """The task ``to_dict`` described (its workload is imported by name if needed)."""
         return cls(d["workload"], args=_tuples(d.get("args", [])),
-                   target=d.get("target", "llvm"), weight=d.get("weight", 1.0))
+                   target=d.get("target", "llvm"), weight=d.get("weight", 1.0),
+                   target_key=d.get("target_key"))
 
     def __eq__(self, other):
         return isinstance(other, Task) and (self.key, self.target_key) == \
@@ -280,6 +327,51 @@ class Task:
     def __repr__(self):
         return (f"Task({self.workload_name}, args={self.args!r}, target={self.target!r}, "
                 f"key={self.key[:12]})")
+
+
+def is_cuda_target(target: str) -> bool:
+    """Whether a target string names an NVIDIA GPU (``"cuda"``, ``"cuda -arch=sm_90"``)."""
+    words = str(target).split()
+    return bool(words) and words[0] in ("cuda", "nvptx")
+
+
+def _cuda_probe_allowed() -> bool:
+    # build workers hide the GPU (CUDA_VISIBLE_DEVICES=""), so probing there finds none anyway;
+    # TENSORLANG_NO_CUDA_PROBE=1 skips the probe (and the CUDA context it opens) entirely
+    return os.environ.get("TENSORLANG_NO_CUDA_PROBE", "") not in ("1", "true", "yes")
+
+
+def cuda_target_key(target: str) -> str:
+    """The full key of a CUDA target: ``cuda -arch=sm_90 -device="NVIDIA H200"`` when a GPU
+    is present (its architecture unless the target names one, and its name), else from the
+    target string alone (``cuda -arch=sm_90`` by default): records of one GPU never apply to
+    another.
+
+    Raises:
+        UserError: a malformed CUDA target string.
+    """
+    from codegen.cuda import parse_cuda_target
+    arch = parse_cuda_target(target)
+    device = None
+    if _cuda_probe_allowed():
+        try:
+            from tensorlang.runtime import cuda
+            if cuda.available():
+                props = cuda.device_properties()
+                device = props.name
+                arch = arch or props.arch
+        except Exception:  # noqa: BLE001 -- no usable GPU: key from the string alone
+            device = None
+    key = f"cuda -arch={arch or 'sm_90'}"
+    if device:
+        key += f' -device="{device}"'
+    return key
+
+
+def cuda_arch_of_key(key: str) -> str:
+    """The ``sm_XX`` a CUDA target key names."""
+    m = re.search(r"-arch=(sm_\d+[a-z]?)", key)
+    return m.group(1) if m else "sm_90"
 
 
 def _vector_lanes(task: "Task") -> int:
@@ -439,4 +531,5 @@ class _Canonical:
         return f"{type(x).__name__}({fields})"
 
 
-__all__ = ["Task", "workload", "lookup_workload", "workload_name", "canonical_text"]
+__all__ = ["Task", "workload", "lookup_workload", "workload_name", "canonical_text",
+           "is_cuda_target", "cuda_target_key"]

@@ -108,7 +108,8 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
          builder: LocalBuilder | None = None, runner: LocalRunner | None = None,
          cluster=None, batch_size: int = 16, progress: bool = True,
          curve: "str | os.PathLike | None" = None, cost_model=None,
-         transfer: int = 2000, remeasure: int = 4) -> TuneSummaries:
+         transfer: int = 2000, remeasure: int = 4,
+         search_options: dict | None = None) -> TuneSummaries:
     """Search schedules for ``tasks``, measuring ``trials`` candidates in all.
 
     Args:
@@ -121,7 +122,8 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
         repeat, min_repeat_ms: timing repeats per candidate, as ``Module.time_evaluator``.
         seed: seeds the searches and the cost model.
         builder, runner: measurement back-ends (default: ``LocalBuilder`` and ``LocalRunner``
-            made from the options above, closed at the end); ones passed in are left open.
+            made from the options above, closed at the end -- ``measure_gpu.GPUBuilder`` and
+            ``GPURunner`` for CUDA tasks); ones passed in are left open.
         cluster: measuring on other machines is not supported yet (issue 9).
         batch_size: candidates measured at a time (the cost model retrains after each batch).
         progress: a one-line progress bar on stderr.
@@ -138,6 +140,9 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
             timings rather than on one lucky first measurement on a noisy machine (the first
             costs stay in the record's ``extra["first_costs"]``); 0 turns it off. Re-measuring
             does not count against ``trials``.
+        search_options: keyword arguments of every task's ``EvolutionarySearch``
+            (``population``, ``generations``, ``epsilon``, ...), e.g. a smaller population
+            where lowering candidates is slow.
 
     Returns:
         :class:`TuneSummaries`: one :class:`TaskTuneSummary` per task, in order.
@@ -158,8 +163,17 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
         raise UserError(f"tune: trials must be a non-negative int, got {trials!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"tune: batch_size must be a positive int, got {batch_size!r}")
+    cuda_tasks = [t for t in tasks if getattr(t, "is_cuda", False)]
+    if cuda_tasks and len(cuda_tasks) != len(tasks):
+        raise UserError("tune: CUDA and CPU tasks are measured by different machinery; tune "
+                        "them in separate calls")
     db = database if isinstance(database, Database) else Database(database)
     own_builder, own_runner = builder is None, runner is None
+    if cuda_tasks:
+        from .measure_gpu import GPUBuilder, GPURunner
+        builder = builder or GPUBuilder(timeout=max(float(timeout), 30.0))
+        runner = runner or GPURunner(timeout=timeout, repeat=repeat,
+                                     min_repeat_ms=max(min_repeat_ms, 5.0), seed=seed)
     builder = builder or LocalBuilder(timeout=max(float(timeout), 30.0))
     runner = runner or LocalRunner(timeout=timeout, repeat=repeat, min_repeat_ms=min_repeat_ms,
                                    seed=seed)
@@ -167,7 +181,8 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
     run_id = f"tune-{uuid.uuid4().hex[:12]}"
     bar = _Progress(trials, enabled=progress)
     try:
-        states = [_TaskState(t, EvolutionarySearch(t, db, seed=seed + i))
+        states = [_TaskState(t, EvolutionarySearch(t, db, seed=seed + i,
+                                                    **(search_options or {})))
                   for i, t in enumerate(tasks)]
         _pretrain(states, db, model, transfer)
         db.start_run(run_id, {"tasks": [t.to_dict() for t in tasks], "trials": trials})

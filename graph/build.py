@@ -27,6 +27,7 @@ from tensorlang.errors import UnsupportedOpError, UserError
 
 from .compile import compile_kernels
 from .executor import Library, Step
+from .gpu import gpu_compute, is_cuda_target
 from .ir import Call, Module, TupleGetItem, Var, post_order, TensorType
 from .ops import FUSABLE_CONSUMERS, get_op, placeholders
 
@@ -94,8 +95,10 @@ def partition(mod: Module) -> list[Group]:
     return groups
 
 
-def group_spec(group: Group) -> str:
-    """The JSON text that :func:`group_workload` rebuilds ``group``'s computation from."""
+def group_spec(group: Group, target: str = "llvm") -> str:
+    """The JSON text that :func:`group_workload` rebuilds ``group``'s computation from (for a
+    CUDA target it says so: convolutions and dense layers are then plain reductions, not the
+    CPU BLAS externs; see graph/gpu.py)."""
     index = {id(a): ["i", k] for k, a in enumerate(group.inputs)}
     ops = []
     for k, c in enumerate(group.calls):
@@ -103,7 +106,10 @@ def group_spec(group: Group) -> str:
                     [index[id(a)] for a in c.args]])
         index[id(c)] = ["o", k]
     inputs = [[list(a.type.shape), a.type.dtype] for a in group.inputs]
-    return json.dumps({"inputs": inputs, "ops": ops}, separators=(",", ":"))
+    data = {"inputs": inputs, "ops": ops}
+    if is_cuda_target(target):
+        data["device"] = "cuda"
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _thaw(value):
@@ -118,9 +124,11 @@ def group_workload(spec: str) -> list:
     data = json.loads(spec)
     ins = placeholders([TensorType(tuple(s), d) for s, d in data["inputs"]])
     values = []
+    on_gpu = data.get("device") == "cuda"
     for op_name, attrs, refs in data["ops"]:
         args = [ins[k] if kind == "i" else values[k] for kind, k in refs]
-        out = get_op(op_name).compute(args, {key: _thaw(v) for key, v in attrs})
+        compute = gpu_compute(op_name) if on_gpu else get_op(op_name).compute
+        out = compute(args, {key: _thaw(v) for key, v in attrs})
         if isinstance(out, (list, tuple)):
             if len(data["ops"]) != 1:
                 raise UnsupportedOpError(f"graph.build: {op_name} has several outputs; it "
@@ -134,14 +142,18 @@ def _no_kernel(*arrays) -> None:
     """The kernel of a group whose outputs are all empty."""
 
 
-def build(mod: Module, target: str = "llvm", database=None) -> Library:
+def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto") -> Library:
     """Compile every fusion group of ``mod`` and return a runnable :class:`Library`.
 
     Args:
         mod: a graph Module (``graph.from_onnx(...)``).
-        target: a tensorlang target string (``"llvm"``, ``"llvm -mcpu=..."``).
+        target: a tensorlang target string (``"llvm"``, ``"llvm -mcpu=..."``, ``"cuda"``,
+            ``"cuda -arch=sm_90"``). A CUDA build compiles without a GPU; running it needs one.
         database: a tuning database path or ``autotune.Database``; None gives the default
             schedules.
+        vendor: CUDA only: ``"auto"`` runs convolutions and large dense layers with PyTorch
+            (cuDNN / cuBLAS) when it is importable with a GPU, ``"torch"`` insists on it,
+            ``"none"`` compiles every group to our own kernels.
 
     Example:
         >>> lib = graph.build(graph.from_onnx("model.onnx"))   # doctest: +SKIP
@@ -154,10 +166,13 @@ def build(mod: Module, target: str = "llvm", database=None) -> Library:
     groups = partition(mod)
     empty = [g for g in groups if all(o.type.size == 0 for o in g.outputs)]
     groups = [g for g in groups if not any(g is e for e in empty)]  # nothing to compute
-    specs = [group_spec(g) for g in groups]
+    specs = [group_spec(g, target) for g in groups]
     # each distinct spec once, in worker processes, cached across builds (graph/compile.py)
-    kernels = compile_kernels([(g.name, spec) for g, spec in zip(groups, specs)], target,
-                              database)
+    jobs = [(g.name, spec) for g, spec in zip(groups, specs)]
+    if is_cuda_target(target):
+        kernels = compile_kernels(jobs, target, database, vendor=vendor)
+    else:
+        kernels = compile_kernels(jobs, target, database)
     steps = []
     for g, spec in zip(groups, specs):
         steps.append(Step(g.name, kernels[spec], list(g.inputs), g.outputs))
@@ -166,7 +181,8 @@ def build(mod: Module, target: str = "llvm", database=None) -> Library:
     for p in mod.function.params:
         if not isinstance(p, Var):
             raise UserError(f"graph.build: function parameters must be Vars, got {p!r}")
-    return Library(mod, steps, num_compiled=len(kernels))
+    return Library(mod, steps, num_compiled=len(kernels),
+                   device="cuda" if is_cuda_target(target) else "cpu")
 
 
 __all__ = ["Group", "partition", "group_spec", "group_workload", "build"]

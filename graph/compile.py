@@ -140,13 +140,17 @@ def _libraries() -> str:
         return _library_dir[0]
 
 
-def compile_kernels(jobs, target: str = "llvm", database=None) -> dict:
+def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "auto") -> dict:
     """``{spec: kernel}`` for ``jobs``, a list of ``(group name, spec)`` pairs (a spec may
-    repeat; the first name gives the kernel's entry name).
+    repeat; the first name gives the kernel's entry name). ``vendor``: CUDA targets only (see
+    :func:`_compile_cuda`).
 
     Example:
         >>> kernels = compile_kernels([("fused_relu_0", spec)])  # doctest: +SKIP
     """
+    from .gpu import is_cuda_target
+    if is_cuda_target(target):
+        return _compile_cuda(jobs, target, database, vendor)
     db_key = _database_key(database)
     kernels, todo = {}, {}
     for name, spec in jobs:
@@ -179,9 +183,12 @@ def _can_export() -> bool:
     return find_compiler() is not None
 
 
-def _compile_parallel(todo: dict, target: str, database, workers: int) -> dict:
+def _compile_parallel(todo: dict, target: str, database, workers: int,
+                      cuda_key: str | None = None) -> dict:
     """Compile ``todo`` ({spec: name}) in ``workers`` child processes (``python -m
-    graph._compile_worker``, fed one job at a time, so a fast worker takes more jobs)."""
+    graph._compile_worker``, fed one job at a time, so a fast worker takes more jobs).
+    ``cuda_key``: a CUDA build's target key; the workers then see no GPU and probe none
+    (NVRTC needs neither) and hand back pickled CUDA modules."""
     import json
     import queue
     import subprocess
@@ -191,16 +198,23 @@ def _compile_parallel(todo: dict, target: str, database, workers: int) -> dict:
     database = os.fspath(database) if database is not None else None
     # the costliest groups (longest specs: convolutions with their fused consumers) first
     order = sorted(todo.items(), key=lambda item: -len(item[0]))
-    local = {spec for spec, _ in order if _calls_extern(_task(spec, target))}
+    local = set() if cuda_key else \
+        {spec for spec, _ in order if _calls_extern(_task(spec, target))}
     pending: queue.Queue = queue.Queue()
     for i, (spec, name) in enumerate(order):
         if spec in local:
             continue
-        pending.put({"name": name, "spec": spec, "target": target, "database": database,
-                     "path": os.path.join(folder, f"k{i}.so")})
+        job = {"name": name, "spec": spec, "target": target, "database": database,
+               "path": os.path.join(folder, f"k{i}.pkl" if cuda_key else f"k{i}.so")}
+        if cuda_key:
+            job["target_key"] = cuda_key
+        pending.put(job)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    if cuda_key:  # compile workers must not open the GPU (NVRTC runs without one)
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["TENSORLANG_NO_CUDA_PROBE"] = "1"
     done: dict[str, str] = {}
 
     def serve():
@@ -238,8 +252,88 @@ def _compile_parallel(todo: dict, target: str, database, workers: int) -> dict:
     for spec, name in order:  # a job a worker failed on is compiled here: its error is raised
         if spec in local:
             continue
+        if cuda_key:
+            kernels[spec] = _load_pickled(done[spec]) if spec in done else \
+                _compile_cuda_here(name, spec, target, database, cuda_key)
+            continue
         kernels[spec] = load_module(done[spec]) if spec in done else \
             _compile_here(name, spec, target, database)
+    return kernels
+
+
+def _load_pickled(path: str):
+    import pickle
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+# -- CUDA ----------------------------------------------------------------------------------------
+def _compile_cuda_here(name: str, spec: str, target: str, database, target_key: str):
+    """The CUDA module of a group: its tuned record or the GPU default schedule
+    (``Task.apply_best``), compiled to a cubin for the architecture of ``target_key`` (NVRTC:
+    no GPU needed)."""
+    from tensorlang.errors import UnsupportedOpError
+    from .build import group_workload
+    task = Task(group_workload, args=(spec,), target=target, target_key=target_key)
+    schedule, args = task.apply_best(database)
+    if any(isinstance(st.op, ExternOp) for st in schedule.stages):
+        raise UnsupportedOpError(f"graph.build(target='cuda'): group {name} calls an extern "
+                                 "function, which has no GPU kernel")
+    return tl.build(schedule, args, target=task.build_target, name=name)
+
+
+def _compile_cuda(jobs, target: str, database, vendor: str) -> dict:
+    """``{spec: kernel}`` for a CUDA build: a CudaModule per group, or with ``vendor``
+    ("auto": when PyTorch with CUDA is importable here; "torch": required; "none": never)
+    a :class:`graph.gpu.VendorKernel` for convolutions and large dense / matmul layers (whose
+    CUDA epilogue kernels are compiled like groups). Cached like CPU kernels; compiled in
+    worker processes that see no GPU."""
+    from autotune.task import cuda_target_key
+    from tensorlang.errors import UserError
+    from .gpu import VendorKernel, torch_cuda_usable, vendor_plan
+    if vendor not in ("auto", "torch", "none"):
+        raise UserError(f"graph.build: vendor must be 'auto', 'torch' or 'none', got "
+                        f"{vendor!r}")
+    use_torch = vendor != "none" and torch_cuda_usable()
+    if vendor == "torch" and not use_torch:
+        raise UserError("graph.build(vendor='torch') needs PyTorch with a usable CUDA GPU in "
+                        "this process; use vendor='auto' or 'none' for our own kernels")
+    cuda_key = cuda_target_key(target)
+    db_key = _database_key(database)
+    kernels, todo, plans, own = {}, {}, {}, []
+    for name, spec in jobs:
+        if spec in kernels or spec in plans or spec in own:
+            continue
+        key = (spec, target, db_key, use_torch)
+        if db_key is not False and key in _CACHE:
+            kernels[spec] = _CACHE[key]
+            continue
+        plan = vendor_plan(spec) if use_torch else None
+        if plan is not None:
+            plans[spec] = (name, plan)
+            if plan.epilogue is not None:
+                todo.setdefault(plan.epilogue, name + "_epilogue")
+        else:
+            own.append(spec)
+            todo.setdefault(spec, name)
+    compiled = {}
+    if todo:
+        workers = _workers(len(todo))
+        if workers > 1 and len(todo) >= MIN_PARALLEL_JOBS and not hasattr(database, "best"):
+            compiled = _compile_parallel(todo, target, database, workers, cuda_key=cuda_key)
+        else:
+            compiled = {spec: _compile_cuda_here(name, spec, target, database, cuda_key)
+                        for spec, name in todo.items()}
+    for spec in own:
+        kernels[spec] = compiled[spec]
+    for spec, (name, plan) in plans.items():
+        kernels[spec] = VendorKernel(name, plan, compiled.get(plan.epilogue))
+    if db_key is not False:
+        with _lock:
+            for spec in [*own, *plans]:
+                _CACHE[(spec, target, db_key, use_torch)] = kernels[spec]
+            while len(_CACHE) > _CACHE_LIMIT:
+                _CACHE.pop(next(iter(_CACHE)))
     return kernels
 
 

@@ -54,8 +54,9 @@ class Library:
         >>> (probs,) = lib.run(image)                           # doctest: +SKIP
     """
 
-    def __init__(self, mod: Module, steps: list, num_compiled: int):
+    def __init__(self, mod: Module, steps: list, num_compiled: int, device: str = "cpu"):
         self.module = mod
+        self.device = device
         self.input_names = tuple(mod.input_names)
         self.output_names = tuple(mod.output_names)
         self._params = list(mod.function.params)
@@ -64,7 +65,22 @@ class Library:
         self.num_kernels = len(steps)
         self.num_compiled = num_compiled
         self.groups = [s.name for s in steps]
-        self._plan_memory()
+        self._device_runner = None
+        if device == "cuda":  # device slots, allocated at the first run (graph/gpu.py)
+            from .gpu import DeviceRunner
+            self._device_runner = DeviceRunner(self)
+            self.planned_bytes = self._device_runner.planned_bytes
+            self.naive_bytes = self._device_runner.naive_bytes
+        else:
+            self._plan_memory()
+
+    def sources(self, fmt: str | None = None) -> dict:
+        """``{group name: kernel source}``: CUDA C for a ``cuda`` build (``fmt="cubin"``: the
+        machine code), LLVM IR for ``llvm``; groups with nothing to compute are left out."""
+        if fmt is None:
+            fmt = "cuda" if self.device == "cuda" else "ll"
+        return {s.name: s.kernel.get_source(fmt) for s in self._steps
+                if hasattr(s.kernel, "get_source")}
 
     # -- memory plan --------------------------------------------------------------------------
     def _plan_memory(self) -> None:
@@ -104,7 +120,8 @@ class Library:
         self.planned_bytes = sum(s.nbytes for s in slots)
 
     # -- running ------------------------------------------------------------------------------
-    def _bind(self, args, kwargs) -> dict:
+    def _given(self, args, kwargs) -> dict:
+        """``{input name: value}`` from positional and keyword arguments."""
         if len(args) > len(self.input_names):
             raise UserError(f"the model takes {len(self.input_names)} inputs "
                             f"{list(self.input_names)}, got {len(args)} positional arguments")
@@ -116,11 +133,18 @@ class Library:
             if name in given:
                 raise UserError(f"input {name!r} is given twice (by position and by name)")
             given[name] = value
+        return given
+
+    def _missing(self, name: str) -> UserError:
+        return UserError(f"input {name!r} is missing; the model's inputs are "
+                         f"{list(self.input_names)}")
+
+    def _bind(self, args, kwargs) -> dict:
+        given = self._given(args, kwargs)
         env = {}
         for name, param in zip(self.input_names, self._params):
             if name not in given:
-                raise UserError(f"input {name!r} is missing; the model's inputs are "
-                                f"{list(self.input_names)}")
+                raise self._missing(name)
             value = given[name]
             if not isinstance(value, np.ndarray) and hasattr(value, "numpy"):
                 value = value.numpy()
@@ -169,7 +193,14 @@ class Library:
         Raises:
             UserError: an input is missing, unknown, or has the wrong shape or dtype (the
                 message names it).
+            CudaUnavailableError: a ``cuda`` build run where there is no usable GPU.
+
+        A ``cuda`` build also takes CUDA tensors (PyTorch, CuPy, ``tl.nd`` on "cuda"; used in
+        place, zero-copy): it returns torch tensors on the GPU when an input is a torch tensor,
+        ``tl.nd`` CUDA arrays for other CUDA inputs, NumPy arrays otherwise.
         """
+        if self._device_runner is not None:
+            return self._device_runner.run(args, kwargs)
         env = self._prepare(args, kwargs)
         for step in self._steps:
             step.kernel(*[self._value(env, a) for a in step.inputs],
@@ -178,7 +209,10 @@ class Library:
 
     def profile(self, *args, number: int = 5, **kwargs) -> list:
         """``[(group name, seconds per call), ...]``, slowest first: each kernel call timed
-        over ``number`` runs of the model after one warm-up run."""
+        over ``number`` runs of the model after one warm-up run (on ``cuda``: CUDA events
+        around each group's launches)."""
+        if self._device_runner is not None:
+            return self._device_runner.profile(args, kwargs, number)
         env = self._prepare(args, kwargs)
         calls = [(step, [self._value(env, a) for a in step.inputs] +
                   [env[value_key(o)] for o in step.outputs]) for step in self._steps]
@@ -192,8 +226,9 @@ class Library:
         return sorted(((name, t / number) for name, t in times.items()), key=lambda p: -p[1])
 
     def __repr__(self):
+        device = f", device={self.device!r}" if self.device != "cpu" else ""
         return (f"Library(inputs={list(self.input_names)}, outputs={list(self.output_names)}, "
-                f"kernels={self.num_kernels})")
+                f"kernels={self.num_kernels}{device})")
 
 
 __all__ = ["Library", "Step", "value_key"]

@@ -33,7 +33,7 @@ def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = 
     counts: dict[str, int] = {}
     names: dict[str, str] = {}
     for group in partition(optimize(mod)):  # the groups graph.build compiles
-        spec = group_spec(group)
+        spec = group_spec(group, target)
         counts[spec] = counts.get(spec, 0) + 1
         names.setdefault(spec, group.name)
     tasks = []
