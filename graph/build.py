@@ -116,6 +116,36 @@ def _thaw(value):
     return tuple(_thaw(v) for v in value) if isinstance(value, list) else value
 
 
+def native_conv_spec(spec: str) -> str | None:
+    """The spec of the same group with its convolution computed by tensorlang's own blocked
+    kernel (``nn.conv2d_nchw_blocked``, tunable) instead of im2col + BLAS; None when the group
+    has no convolution that the blocked form covers (float32, ungrouped, output channels a
+    multiple of 4)."""
+    data = json.loads(spec)
+    if data.get("device") or data.get("conv"):
+        return None
+    for op_name, attrs, refs in data["ops"]:
+        if op_name != "conv2d":
+            continue
+        attrs = dict((k, _thaw(v)) for k, v in attrs)
+        kind, k = refs[1]
+        if kind != "i":
+            return None
+        weight_shape, dtype = data["inputs"][k]
+        if attrs.get("groups", 1) != 1 or dtype != "float32" or weight_shape[0] % 4:
+            return None
+        return json.dumps({**data, "conv": "native"}, separators=(",", ":"))
+    return None
+
+
+def _conv2d_native(xs, attrs):
+    from tensorlang import ops as T
+    data, weight = xs
+    return T.nn.conv2d_nchw_blocked(data, weight, stride=tuple(attrs.get("strides", (1, 1))),
+                                    padding=tuple(attrs.get("pads", (0, 0, 0, 0))),
+                                    dilation=tuple(attrs.get("dilations", (1, 1))))
+
+
 @workload
 def group_workload(spec: str) -> list:
     """The computation of a fused group from its JSON spec: the input placeholders, then the
@@ -125,9 +155,15 @@ def group_workload(spec: str) -> list:
     ins = placeholders([TensorType(tuple(s), d) for s, d in data["inputs"]])
     values = []
     on_gpu = data.get("device") == "cuda"
+    native = data.get("conv") == "native"
     for op_name, attrs, refs in data["ops"]:
         args = [ins[k] if kind == "i" else values[k] for kind, k in refs]
-        compute = gpu_compute(op_name) if on_gpu else get_op(op_name).compute
+        if on_gpu:
+            compute = gpu_compute(op_name)
+        elif native and op_name == "conv2d":
+            compute = _conv2d_native
+        else:
+            compute = get_op(op_name).compute
         out = compute(args, {key: _thaw(v) for key, v in attrs})
         if isinstance(out, (list, tuple)):
             if len(data["ops"]) != 1:
@@ -185,4 +221,4 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
                    device="cuda" if is_cuda_target(target) else "cpu")
 
 
-__all__ = ["Group", "partition", "group_spec", "group_workload", "build"]
+__all__ = ["Group", "partition", "group_spec", "group_workload", "native_conv_spec", "build"]

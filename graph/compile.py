@@ -106,6 +106,37 @@ def _compile_here(name: str, spec: str, target: str, database):
     return tl.build(schedule, args, target=target, name=name)
 
 
+def _choose_native_convs(kernels: dict, todo: dict, target: str, database) -> None:
+    """For each convolution group compiled to im2col + BLAS whose blocked native form has a
+    tuning record, time both kernels here on the same random inputs (best of 3 runs of 3 calls
+    each) and keep the faster one in ``kernels``."""
+    from autotune.database import Database
+    from .build import native_conv_spec
+    candidates = [(spec, native) for spec in todo
+                  if (native := native_conv_spec(spec)) is not None]
+    if not candidates:
+        return
+    db = database if hasattr(database, "best") else Database(database)
+    try:
+        for spec, native in candidates:
+            task = _task(native, target)
+            if not db.best(task.key, task.target_key, k=1):
+                continue
+            schedule, args = task.apply_best(db)
+            kernel = tl.build(schedule, args, target=target, name=todo[spec])
+            arrays = task.random_inputs(seed=0)
+            if _seconds(kernel, arrays) < _seconds(kernels[spec], arrays):
+                kernels[spec] = kernel
+    finally:
+        if db is not database:
+            db.close()
+
+
+def _seconds(kernel, arrays) -> float:
+    kernel(*arrays)  # warm-up (first-touch of the output, code in cache)
+    return kernel.time_evaluator(number=3, repeat=3).min
+
+
 def _is_gemv(spec: str) -> bool:
     """A dense layer of one row (batch 1): the group starts with ``dense`` on a [1, K] input."""
     data = json.loads(spec)
@@ -169,6 +200,8 @@ def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "au
         else:
             for spec, name in todo.items():
                 kernels[spec] = _compile_here(name, spec, target, database)
+    if database is not None:
+        _choose_native_convs(kernels, todo, target, database)
     if db_key is not False:
         with _lock:
             for spec in todo:

@@ -16,7 +16,8 @@ from autotune import Task
 from autotune import tune as _tune
 from tensorlang.errors import UserError
 
-from .build import group_spec, group_workload, partition
+from .build import group_spec, group_workload, native_conv_spec, partition
+from .gpu import is_cuda_target
 from .ir import Module
 from .passes import optimize
 
@@ -27,7 +28,10 @@ def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = 
     """The tuning tasks of ``mod``: one per distinct fused group, ``weight`` = its number of
     occurrences. With ``only_reductions`` (the default) groups without a reduction (elementwise
     and layout kernels, which the default schedule already streams at memory speed) are left
-    out. Tasks come heaviest first (weight times estimated operations)."""
+    out. On a CPU, a convolution group's task is its blocked native form
+    (``graph.build.native_conv_spec``): the im2col + BLAS form has nothing to tune, and
+    ``graph.build`` uses the tuned native kernel where it measures faster. Tasks come heaviest
+    first (weight times estimated operations)."""
     if not isinstance(mod, Module):
         raise UserError(f"graph.extract_tasks takes a graph Module, got {type(mod).__name__}")
     counts: dict[str, int] = {}
@@ -38,7 +42,10 @@ def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = 
         names.setdefault(spec, group.name)
     tasks = []
     for spec, count in counts.items():
-        task = Task(group_workload, args=(spec,), target=target, weight=count,
+        # a CPU convolution runs on im2col + BLAS (nothing to tune) unless its own blocked
+        # kernel, tuned, measures faster at build time: tune that one
+        native = native_conv_spec(spec) if not is_cuda_target(target) else None
+        task = Task(group_workload, args=(native or spec,), target=target, weight=count,
                     name=names[spec])
         if only_reductions and not any(getattr(t.op, "reduce_axis", None)
                                        for t in _stages(task.outputs)):
