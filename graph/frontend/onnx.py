@@ -5,8 +5,10 @@ inputs are all constant (Constant, arithmetic on weights, Shape of a static shap
 evaluated at import with ONNX's NumPy reference implementation and becomes a Constant. Every
 node the importer cannot handle is reported in one ``UserError``. A node with no converter whose
 operator ONNX defines as a function (Attention, RMSNormalization, CastLike, ...) is first
-replaced by the function's body (``onnx_functions``). Symbolic input dims must be
-fixed with ``shape=``.
+replaced by the function's body (``onnx_functions``). If / Loop / Scan are inlined
+(``onnx_control``). Tensors of bfloat16, float8, float4 and int4 / int2 travel in a wider
+storage dtype, rounded to their format after each node (``onnx_dtypes``): such model inputs
+and outputs are storage-typed. Symbolic input dims must be fixed with ``shape=``.
 
 Example::
 
@@ -22,8 +24,14 @@ import numpy as np
 from tensorlang.errors import UnsupportedOpError, UserError
 
 from ..ir import Call, Constant, Function, Module, TensorType, Var
+from ..ops.formats import E8M0, FLOAT_FORMATS, INT_FORMATS
+from .onnx_dtypes import format_of, storage, value_formats, widen
+
+# the formats round_to_format rounds into
+FORMAT_OPS = set(FLOAT_FORMATS) | set(INT_FORMATS) | {E8M0}
 
 _CONVERTERS: dict = {}
+_SUBGRAPH_OPS = {"If", "Loop", "Scan"}  # converted by inlining their subgraphs (onnx_control)
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                "Multinomial", "Bernoulli"}
 
@@ -45,8 +53,13 @@ def supported_ops() -> list[str]:
 class _Node:
     """What a converter sees: the ONNX node, the opset, and helpers to make calls."""
 
-    def __init__(self, proto, opset: int):
+    def __init__(self, proto, opset: int, model=None, scope=None, value_formats=None):
         self.proto = proto
+        self.model = model
+        self.scope = scope if scope is not None else {}  # the values a subgraph sees
+        self.value_formats = value_formats or {}
+        # per input: its number format where the graph carries it in a storage dtype, or None
+        self.formats = [self.value_formats.get(name) for name in proto.input]
         self.op_type = proto.op_type
         self.name = proto.name or f"{proto.op_type}({', '.join(proto.output)})"
         self.opset = opset
@@ -65,6 +78,25 @@ class _Node:
 
     def scalar(self, value, like) -> Constant:
         return Constant(f"{self.name}_scalar", np.array(value, dtype=like.type.dtype))
+
+    def inline(self, graph, inputs) -> list:
+        """Convert subgraph ``graph`` (an If branch, a Loop or Scan body) with its inputs
+        bound to ``inputs``; it sees the values around this node. Returns its outputs."""
+        import onnx
+        env = dict(self.scope)
+        for init in graph.initializer:
+            env[init.name] = Constant(init.name, onnx.numpy_helper.to_array(init))
+        if len(inputs) != len(graph.input):
+            raise self.error(f"the subgraph takes {len(graph.input)} inputs, got {len(inputs)}")
+        for inp, value in zip(graph.input, inputs):
+            env[inp.name] = value
+        _check_supported(graph, {k for k, v in env.items() if isinstance(v, Constant)})
+        for proto in graph.node:
+            _convert(self.model, proto, self.opset, env, self.value_formats)
+        missing = [o.name for o in graph.output if o.name not in env]
+        if missing:
+            raise self.error(f"subgraph outputs {missing} are produced by no node")
+        return [env[o.name] for o in graph.output]
 
 
 def _attrs(proto) -> dict:
@@ -127,9 +159,10 @@ def from_onnx(model, shape: dict | None = None) -> Module:
         env[init.name] = Constant(init.name, onnx.numpy_helper.to_array(init))
     params, input_names = _inputs(graph, env, dict(shape or {}))
     _check_supported(graph, {k for k, v in env.items() if isinstance(v, Constant)})
+    formats = value_formats(model)
     for proto in graph.node:
         here = node_opsets.get(proto.output[0], opset) if proto.output else opset
-        _convert(model, proto, here, env)
+        _convert(model, proto, here, env, formats)
     outputs, output_names = [], []
     for out in graph.output:
         if out.name not in env:
@@ -165,7 +198,7 @@ def _inputs(graph, env: dict, shape: dict):
         if symbolic:
             raise UserError(f"from_onnx: input {inp.name!r} has symbolic dimensions "
                             f"{tuple(dims)}; fix them with shape={{{inp.name!r}: (...)}}")
-        var = Var(inp.name, TensorType(tuple(dims), str(_np_dtype(tt.elem_type))))
+        var = Var(inp.name, TensorType(tuple(dims), storage(_np_dtype(tt.elem_type))))
         env[inp.name] = var
         params.append(var)
         names.append(inp.name)
@@ -177,6 +210,7 @@ def _check_supported(graph, constants: set) -> None:
     known = set(constants)
     bad = []
     for proto in graph.node:
+        # Shape reads static shapes; an If / Loop on constants is assumed to give constants
         foldable = proto.op_type not in _NEVER_FOLD and (
             all(i == "" or i in known for i in proto.input) or proto.op_type == "Shape")
         if proto.domain not in ("", "ai.onnx"):
@@ -190,8 +224,8 @@ def _check_supported(graph, constants: set) -> None:
                                  ", ".join(bad))
 
 
-def _convert(model, proto, opset: int, env: dict) -> None:
-    node = _Node(proto, opset)
+def _convert(model, proto, opset: int, env: dict, formats: dict) -> None:
+    node = _Node(proto, opset, model, env, formats)
     inputs = []
     for name in proto.input:
         if name == "":
@@ -205,10 +239,16 @@ def _convert(model, proto, opset: int, env: dict) -> None:
         dims = np.array(inputs[0].type.shape, np.int64)
         start, end = attrs.get("start", 0), attrs.get("end", len(dims))
         results = [Constant(proto.output[0], dims[start:end])]
-    elif proto.op_type not in _NEVER_FOLD and all(i is None or isinstance(i, Constant)
-                                                  for i in inputs):
+    elif proto.op_type not in _NEVER_FOLD and proto.op_type not in _SUBGRAPH_OPS and \
+            all(i is None or isinstance(i, Constant) for i in inputs):
         results = _fold(model, proto, inputs, opset)
     else:
+        # constants of a stored format reach converters in their storage dtype, like values
+        inputs = [Constant(i.name, widen(i.value)) if isinstance(i, Constant) and
+                  format_of(i.value.dtype) else i for i in inputs]
+        if proto.op_type not in _CONVERTERS:  # passed the check, assumed constant; it is not
+            raise UnsupportedOpError(f"ONNX node {node.name!r} ({node.op_type}) is supported "
+                                     "only on constant inputs, and some of its inputs are not")
         try:
             results = _CONVERTERS[proto.op_type](node, inputs, _attrs(proto))
         except UnsupportedOpError:
@@ -222,9 +262,22 @@ def _convert(model, proto, opset: int, env: dict) -> None:
         if used:
             raise UnsupportedOpError(f"ONNX node {node.name!r} ({node.op_type}): its extra "
                                      f"outputs {used} are not supported (inference only)")
+        results = [_to_format(node, name, value, formats.get(name))
+                   for name, value in zip(proto.output, results)]
     for name, value in zip(proto.output, results):
         if name:
             env[name] = value
+
+
+def _to_format(node, name, value, fmt):
+    """A converted result whose ONNX type is stored format ``fmt``, rounded to the format
+    (the converters compute in the storage dtype) unless it is already rounded."""
+    if fmt is None or fmt not in FORMAT_OPS or value is None or isinstance(value, Constant) \
+            or isinstance(value, Call) and value.op == "round_to_format" \
+            or isinstance(value.type, tuple) \
+            or value.type.dtype != storage(fmt):
+        return value
+    return node.call("round_to_format", (value,), format=fmt, saturate=0)
 
 
 def _fold(model, proto, inputs, opset: int) -> list:
@@ -252,5 +305,6 @@ def _fold(model, proto, inputs, opset: int) -> list:
 
 from . import onnx_ops  # noqa: E402,F401  (registers the converters)
 from . import onnx_ops_more  # noqa: E402,F401
+from . import onnx_control, onnx_ops_signal, onnx_ops_cast  # noqa: E402,F401
 
 __all__ = ["from_onnx", "converter", "supported_ops"]

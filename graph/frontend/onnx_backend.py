@@ -17,6 +17,8 @@ import numpy as np
 
 from tensorlang.errors import UserError
 
+from .onnx_dtypes import narrow, widen
+
 # ONNX op type -> input positions whose values decide output shapes (or attributes).
 SHAPE_INPUTS = {
     "Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,),
@@ -29,19 +31,42 @@ SHAPE_INPUTS = {
     "Col2Im": (1, 2), "AffineGrid": (1,), "DFT": (1, 2), "STFT": (1, 2, 3),
     "BlackmanWindow": (0,), "HannWindow": (0,), "HammingWindow": (0,), "EyeLike": (),
     "Clip": (1, 2), "Dropout": (1, 2), "ReverseSequence": (), "MelWeightMatrix": (0, 1, 2, 3, 4),
+    "If": (0,), "Loop": (0, 1),
 }
 
 
 def shape_inputs(model) -> set:
-    """The names of the graph inputs that feed a shape-deciding input of some node."""
+    """The names of the graph inputs whose values decide a shape-deciding input of some node,
+    directly or through the nodes computing it (``Shape`` and ``Size`` read shapes only)."""
     graph = model.graph
     names = {i.name for i in graph.input} - {i.name for i in graph.initializer}
-    found = set()
-    for node in graph.node:
-        for pos in SHAPE_INPUTS.get(node.op_type, ()):
-            if pos < len(node.input) and node.input[pos] in names:
-                found.add(node.input[pos])
+    producer = {out: node for node in graph.node for out in node.output}
+    todo = [node.input[pos] for node in graph.node
+            for pos in SHAPE_INPUTS.get(node.op_type, ()) if pos < len(node.input)]
+    found, seen = set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or not name:
+            continue
+        seen.add(name)
+        if name in names:
+            found.add(name)
+        elif name in producer and producer[name].op_type not in ("Shape", "Size"):
+            todo.extend(_reads(producer[name]))
     return found
+
+
+def _reads(node) -> list:
+    """The values ``node`` reads: its inputs, and those its subgraphs (If, Loop, Scan) name."""
+    from onnx import AttributeProto
+    names = list(node.input)
+    for a in node.attribute:
+        graphs = [a.g] if a.type == AttributeProto.GRAPH else \
+            list(a.graphs) if a.type == AttributeProto.GRAPHS else []
+        for g in graphs:
+            for inner in g.node:
+                names.extend(_reads(inner))
+    return names
 
 
 class BackendRep:
@@ -83,8 +108,10 @@ class BackendRep:
             named = dict(zip(self.input_names, inputs))
         named = {n: np.asarray(v) for n, v in named.items()}
         lib = self._library(named)
-        feeds = {n: v for n, v in named.items() if n not in self._baked}
-        return lib.run(**feeds)
+        # bfloat16, float8, int4, ... travel in their storage dtypes (onnx_dtypes)
+        feeds = {n: widen(v) for n, v in named.items() if n not in self._baked}
+        types = [o.type.tensor_type.elem_type for o in self.model.graph.output]
+        return [narrow(y, t) if t else y for y, t in zip(lib.run(**feeds), types)]
 
 
 def _onnx_backend_base():

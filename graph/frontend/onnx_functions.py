@@ -78,12 +78,13 @@ def _inline(node, body, prefix: str, defaults: dict) -> list | None:
             prefix + name
     given = {a.name: a for a in node.attribute}
     defaults = {**defaults, **{a.name: a for a in getattr(body, "attribute_proto", [])}}
+    def name_of(n):
+        return rename.get(n, prefix + n)
+
     out = []
     for k, inner in enumerate(body.node):
         new = NodeProto()
         new.CopyFrom(inner)
-        if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in new.attribute):
-            return None
         new.name = f"{prefix}{inner.name or inner.op_type}_{k}"
         new.ClearField("input")
         new.ClearField("output")
@@ -101,10 +102,42 @@ def _inline(node, body, prefix: str, defaults: dict) -> list | None:
                 attrs.append(b)
             else:
                 attrs.append(a)
+        for a in attrs:  # a Loop / Scan / If body names the function's values too
+            if a.type == AttributeProto.GRAPH:
+                _rename_graph(a.g, name_of, given, defaults)
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    _rename_graph(g, name_of, given, defaults)
         new.ClearField("attribute")
         new.attribute.extend(attrs)
         out.append(new)
     return out
+
+
+def _rename_graph(graph, name_of, given: dict, defaults: dict) -> None:
+    """Rename every value of subgraph ``graph`` (in place) with ``name_of``, and substitute its
+    attribute references, as for the function body around it."""
+    from onnx import AttributeProto
+    for v in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        v.name = name_of(v.name)
+    for node in graph.node:
+        names = [list(node.input), list(node.output)]
+        node.ClearField("input")
+        node.ClearField("output")
+        node.input.extend(name_of(n) if n else "" for n in names[0])
+        node.output.extend(name_of(n) if n else "" for n in names[1])
+        for a in node.attribute:
+            if a.ref_attr_name:
+                src = given.get(a.ref_attr_name) or defaults.get(a.ref_attr_name)
+                if src is not None:
+                    name = a.name
+                    a.CopyFrom(src)
+                    a.name = name
+            if a.type == AttributeProto.GRAPH:
+                _rename_graph(a.g, name_of, given, defaults)
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    _rename_graph(g, name_of, given, defaults)
 
 
 def _types(model) -> dict:

@@ -299,7 +299,7 @@ def _axes(node, inputs, attrs, input_from: int):
     if node.opset < input_from:
         return attrs.get("axes")
     if len(inputs) > 1 and inputs[1] is not None:
-        return [int(a) for a in node.const_value(inputs[1], "axes")]
+        return [int(a) for a in np.ravel(node.const_value(inputs[1], "axes"))]
     return None
 
 

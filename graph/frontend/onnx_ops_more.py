@@ -99,23 +99,6 @@ def _pow(node, inputs, attrs):
     return node.call("cast", (power,), dtype=base.type.dtype)
 
 
-def _cast_to(node, x, dtype):
-    if x.type.dtype == "float64" and dtype == "float16":
-        # through float32: the LLVM CPU backend crashes on a direct float64 -> float16 cast
-        x = node.call("cast", (x,), dtype="float32")
-    return node.call("cast", (x,), dtype=dtype)
-
-
-@converter("Cast")
-def _cast(node, inputs, attrs):
-    return _cast_to(node, inputs[0], str(_np_dtype(attrs["to"])))
-
-
-@converter("CastLike")
-def _cast_like(node, inputs, attrs):
-    return _cast_to(node, inputs[0], inputs[1].type.dtype)
-
-
 @converter("Size")
 def _size(node, inputs, attrs):
     return _const(node, inputs[0].type.size, np.int64)
@@ -254,8 +237,18 @@ def _split(node, inputs, attrs):
 @converter("DepthToSpace", "SpaceToDepth")
 def _depth_space(node, inputs, attrs):
     op = "depth_to_space" if node.op_type == "DepthToSpace" else "space_to_depth"
-    extra = {"mode": attrs.get("mode", "DCR")} if op == "depth_to_space" else {}
-    return node.call(op, inputs[:1], blocksize=int(attrs["blocksize"]), **extra)
+    mode, block = attrs.get("mode", "DCR"), int(attrs["blocksize"])
+    if op == "space_to_depth" and mode == "CRD":  # opset 28: channels before the block
+        x = inputs[0]
+        n, c, h, w = x.type.shape
+        v = node.call("reshape", (x,), newshape=(n, c, h // block, block, w // block, block))
+        v = node.call("transpose", (v,), axes=(0, 1, 3, 5, 2, 4))
+        return node.call("reshape", (v,), newshape=(n, c * block * block, h // block,
+                                                    w // block))
+    if op == "space_to_depth" and mode != "DCR":
+        raise _unsupported(node, f"mode {mode!r}")
+    extra = {"mode": mode} if op == "depth_to_space" else {}
+    return node.call(op, inputs[:1], blocksize=block, **extra)
 
 
 @converter("Trilu")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops.formats import FLOAT_FORMATS, INT_FORMATS
 from .onnx import _CONVERTERS, _np_dtype, converter
+from .onnx_dtypes import storage
 from .onnx_ops_more import _axis, _const, _opt, _unsupported
 
 
@@ -53,18 +55,33 @@ def _quantize(node, inputs, attrs):
     zp = inputs[2] if len(inputs) > 2 else None
     axis = _axis(int(attrs.get("axis", 1)), max(x.type.ndim, 1))
     block = int(attrs.get("block_size", 0))
-    out = zp.type.dtype if zp is not None else "uint8"
+    out = "uint8"
+    if zp is not None:  # the zero point's ONNX type (int4, float8, ... travel in storage)
+        out = (node.formats[2] if len(node.formats) > 2 else None) or zp.type.dtype
     if attrs.get("output_dtype"):
         out = str(_np_dtype(attrs["output_dtype"]))
-    if out not in _INT_RANGES:
+    to_float = out in FLOAT_FORMATS or out.startswith("float8")
+    if out not in _INT_RANGES and out not in INT_FORMATS and not to_float:
+        raise _unsupported(node, f"quantizing to {out} is not supported")
+    if to_float and out not in FLOAT_FORMATS:
         raise _unsupported(node, f"quantizing to {out} is not supported")
     wide = "float64" if x.type.dtype == "float64" else "float32"
     v = node.call("cast", (x,), dtype=wide) if x.type.dtype != wide else x
     s = node.call("cast", (_per_axis(node, scale, x, axis, block),), dtype=wide)
-    v = node.call("round", (node.call("divide", (v, s)),))
+    v = node.call("divide", (v, s))
+    if not to_float:
+        v = node.call("round", (v,))
     if zp is not None:
         v = node.call("add", (v, node.call("cast", (_per_axis(node, zp, x, axis, block),),
                                           dtype=wide)))
+    if to_float:  # float8 / float4: rounded to the format, saturating unless told not to
+        saturate = int(attrs.get("saturate", 1)) if out.startswith("float8") else 0
+        return node.call("round_to_format", (v,), format=out, saturate=saturate)
+    if out in INT_FORMATS:
+        f = INT_FORMATS[out]
+        lo, hi = f.low, f.low + (1 << f.bits) - 1
+        v = node.call("clip", (v,), min=float(lo), max=float(hi))
+        return node.call("cast", (v,), dtype=storage(out))
     lo, hi = _INT_RANGES[out]
     v = node.call("clip", (v,), min=float(lo), max=float(hi))
     return node.call("cast", (v,), dtype=out)

@@ -25,8 +25,23 @@ def _c(value, x):
     return const(value, x.dtype)
 
 
+def _load_libm() -> None:
+    """Make libm's functions visible to the JIT's symbol lookup (a fresh process may not have
+    them yet: code generation checks an extern symbol exists before calling it)."""
+    import ctypes.util
+
+    import llvmlite.binding as llvm
+    if llvm.address_of_symbol("acos"):
+        return
+    for name in ("m", "c"):
+        path = ctypes.util.find_library(name)
+        if path:
+            llvm.load_library_permanently(path)
+
+
 def _libm(name):
     def f(x, attrs):
+        _load_libm()
         return tl.cast(tl.call_extern("float64", name, tl.cast(x, "float64")), x.dtype)
     return f
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from graph_onnx_util import check, helper, make_model, one_node, rand
+from graph_onnx_util import TensorProto, check, graph, helper, make_model, one_node, rand
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min"])
@@ -240,3 +240,190 @@ def test_reduce_axes_input_and_all_axes(op):
                      keepdims=0)
     check(model, {"x": x})
     check(one_node(op, {"x": x}, opset=18, keepdims=1), {"x": x})
+
+
+# -- number formats without a code-generator type (graph.ops.formats, frontend.onnx_dtypes) ----
+
+@pytest.mark.parametrize("fmt", ["bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+                                 "float8_e5m2fnuz", "float4_e2m1fn", "int4", "uint4", "int2"])
+def test_round_to_format_matches_ml_dtypes(fmt):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from graph.build import build
+    from graph.ir import Call, Function, Module, TensorType, Var
+    scale = 10.0 ** RNG_FORMATS.uniform(-8, 5, 64)
+    special = [np.inf, -np.inf, np.nan, 0.5, 1.5, 2.5, -7.5, 1e6]
+    x = np.concatenate([RNG_FORMATS.standard_normal(64) * scale, special])
+    v = Var("x", TensorType(x.shape, "float64"))
+    call = Call("round_to_format", (v,), {"format": fmt, "saturate": 0})
+    (y,) = build(Module(Function([v], [call]), ["x"], ["y"])).run(x)
+    want = x.astype(getattr(ml_dtypes, fmt)).astype(np.float64)
+    np.testing.assert_array_equal(y.astype(np.float64), want)
+
+
+RNG_FORMATS = np.random.default_rng(7)
+
+
+def _backend_run(model, *inputs):
+    from graph.frontend.onnx_backend import prepare
+    return prepare(model).run(list(inputs))
+
+
+def test_cast_through_float8_saturates_and_rounds():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = rand(4, 8, low=-600, high=600)
+    nodes = [helper.make_node("Cast", ["x"], ["f8"], to=TensorProto.FLOAT8E4M3FN),
+             helper.make_node("Cast", ["f8"], ["y"], to=TensorProto.FLOAT)]
+    model = make_model(nodes, [("x", x.shape, "float32")], [("y", x.shape, "float32")],
+                       opset=19)
+    (y,) = _backend_run(model, x)
+    want = np.clip(x, -448, 448).astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+    np.testing.assert_array_equal(y, want)
+
+
+def test_bfloat16_input_and_output_round_each_result():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    a, b = rand(3, 5).astype(ml_dtypes.bfloat16), rand(3, 5).astype(ml_dtypes.bfloat16)
+    node = helper.make_node("Mul", ["a", "b"], ["y"])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.BFLOAT16,
+                                                                      [3, 5]) for n in "ab"],
+                          [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [3, 5])])
+    (y,) = _backend_run(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), a, b)
+    assert y.dtype == np.dtype(ml_dtypes.bfloat16)
+    want = (a.astype(np.float32) * b.astype(np.float32)).astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(y.astype(np.float32), want.astype(np.float32))
+
+
+def test_int4_input_cast_to_float():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = RNG_FORMATS.integers(-8, 8, (2, 6)).astype(ml_dtypes.int4)
+    node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.INT4,
+                                                                      [2, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])])
+    (y,) = _backend_run(helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]), x)
+    np.testing.assert_array_equal(y, x.astype(np.float32))
+
+
+@pytest.mark.parametrize("op,low,high", [("Acos", -0.9, 0.9), ("Acosh", 1.1, 4.0)])
+def test_libm_unary(op, low, high):
+    x = rand(3, 7, low=low, high=high)
+    check(one_node(op, {"x": x}), {"x": x})
+
+
+# -- control flow (frontend.onnx_control) -----------------------------------------------------
+
+def _graph_attr(nodes, inputs, outputs):
+    info = helper.make_tensor_value_info
+    return helper.make_graph(nodes, "body", [info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                             [info(n, TensorProto.FLOAT, s) for n, s in outputs])
+
+
+def test_if_with_runtime_condition_selects_a_branch():
+    x = rand(2, 3, low=0.5, high=1.5)
+    then = _graph_attr([helper.make_node("Mul", ["x", "x"], ["t"])], [], [("t", [2, 3])])
+    other = _graph_attr([helper.make_node("Neg", ["x"], ["e"])], [], [("e", [2, 3])])
+    nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "k"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)]
+    for k in (0.0, 100.0):
+        model = make_model(nodes, [("x", x.shape, "float32")], [("y", x.shape, "float32")],
+                           initializers={"k": np.array(k, np.float32)}, opset=13)
+        check(model, {"x": x})
+
+
+def test_scan_running_sum_and_loop_unrolled():
+    x = rand(5, 3)
+    body = _graph_attr([helper.make_node("Add", ["s", "v"], ["s2"]),
+                        helper.make_node("Identity", ["s2"], ["o"])],
+                       [("s", [3]), ("v", [3])], [("s2", [3]), ("o", [3])])
+    scan = helper.make_node("Scan", ["init", "x"], ["last", "all"], body=body,
+                            num_scan_inputs=1, scan_input_directions=[1])
+    model = make_model([scan], [("x", x.shape, "float32")],
+                       [("last", [3], "float32"), ("all", [5, 3], "float32")],
+                       initializers={"init": rand(3)}, opset=16)
+    check(model, {"x": x})
+    info = helper.make_tensor_value_info
+    loop_body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"]),
+         helper.make_node("Mul", ["acc", "x"], ["acc2"])], "body",
+        [info("i", TensorProto.INT64, []), info("cond", TensorProto.BOOL, []),
+         info("acc", TensorProto.FLOAT, [5, 3])],
+        [info("cond_out", TensorProto.BOOL, []), info("acc2", TensorProto.FLOAT, [5, 3])])
+    loop = helper.make_node("Loop", ["m", "", "x"], ["y"], body=loop_body)
+    model = make_model([loop], [("x", x.shape, "float32")], [("y", [5, 3], "float32")],
+                       initializers={"m": np.array(3, np.int64)}, opset=16)
+    check(model, {"x": x})
+
+
+# -- signal, sequence and bit ops (frontend.onnx_ops_signal, onnx_ops_bitcast) -----------------
+
+@pytest.mark.parametrize("inverse,onesided", [(0, 0), (0, 1), (1, 0)])
+def test_dft_matches_onnxruntime(inverse, onesided):
+    parts = 2 if inverse else 1
+    x = rand(2, 8, 3, parts)
+    model = one_node("DFT", {"x": x}, opset=17, axis=1, inverse=inverse, onesided=onesided)
+    check(model, {"x": x}, atol=1e-4)
+
+
+def test_stft_matches_onnxruntime():
+    x = rand(2, 32, 1)
+    model = one_node("STFT", {"x": x}, initializers={"step": np.array(4, np.int64),
+                                                    "window": np.hanning(8).astype(np.float32)},
+                     opset=17)
+    check(model, {"x": x}, atol=1e-4)
+
+
+def test_reverse_sequence_matches_onnxruntime():
+    x = rand(5, 3, 2)
+    model = one_node("ReverseSequence", {"x": x},
+                     initializers={"lens": np.array([5, 2, 3], np.int64)},
+                     batch_axis=1, time_axis=0)
+    check(model, {"x": x})
+
+
+def test_col2im_matches_onnxruntime():
+    x = rand(1, 2 * 4, 4)  # 2 channels, 2x2 blocks, 2x2 positions on a padded 5x5 image
+    model = one_node("Col2Im", {"x": x}, opset=18,
+                     initializers={"image": np.array([4, 4], np.int64),
+                                   "block": np.array([2, 2], np.int64)},
+                     strides=[2, 2], pads=[1, 0, 0, 1])
+    check(model, {"x": x})
+
+
+@pytest.mark.parametrize("src,dst,to", [("float32", "int32", TensorProto.INT32),
+                                        ("int32", "float32", TensorProto.FLOAT),
+                                        ("float64", "int64", TensorProto.INT64),
+                                        ("int64", "float64", TensorProto.DOUBLE),
+                                        ("int8", "uint8", TensorProto.UINT8)])
+def test_bitcast_keeps_the_bits(src, dst, to):
+    from graph.frontend.onnx_backend import prepare
+    floats = rand(4, 6, dtype="float64") * 10.0 ** RNG_FORMATS.uniform(-30, 30, (4, 6))
+    if src.startswith("float"):
+        x = floats.astype(src)
+    elif dst.startswith("float"):  # the bits of random floats, as integers
+        x = floats.astype(dst).view(src)
+    else:
+        x = RNG_FORMATS.integers(-128, 128, (4, 6)).astype(src)
+    node = helper.make_node("BitCast", ["x"], ["y"], to=to)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
+        [helper.make_tensor_value_info("y", to, x.shape)])
+    (y,) = prepare(helper.make_model(g, opset_imports=[helper.make_opsetid("", 26)])).run([x])
+    np.testing.assert_array_equal(y.view(src), x)
+
+
+def test_max_unpool_matches_onnxruntime():
+    x = rand(1, 2, 2, 2, low=0.5, high=1.5)
+    index = np.array([1, 3, 9, 15, 16, 19, 28, 31], np.int64).reshape(1, 2, 2, 2)
+    model = one_node("MaxUnpool", {"x": x}, opset=11, initializers={"i": index},
+                     kernel_shape=[2, 2], strides=[2, 2])
+    check(model, {"x": x})
+
+
+def test_space_to_depth_crd_mode():
+    from onnx.reference import ReferenceEvaluator
+    x = rand(1, 2, 4, 6)
+    model = one_node("SpaceToDepth", {"x": x}, opset=28, blocksize=2, mode="CRD")
+    (got,) = graph.build(graph.from_onnx(model)).run(x)
+    (want,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_array_equal(got, want)
