@@ -134,7 +134,7 @@ def _choose_native_convs(kernels: dict, todo: dict, target: str, database) -> No
 
 def _seconds(kernel, arrays) -> float:
     kernel(*arrays)  # warm-up (first-touch of the output, code in cache)
-    return kernel.time_evaluator(number=3, repeat=3).min
+    return kernel.time_evaluator(number=3, repeat=3)(*arrays).min
 
 
 def _is_gemv(spec: str) -> bool:
