@@ -30,7 +30,7 @@ import pickle
 import time
 
 from .measure import (LocalBuilder, LocalRunner, MeasureInput, MeasureResult, BuildResult,
-                      _error_text, _worker_task)
+                      _compare, _error_text, _worker_task)
 
 __all__ = ["GPUBuilder", "GPURunner"]
 
@@ -180,27 +180,12 @@ def _rms(array) -> float:
 
 
 def _compare_scaled(task, arrays, expected) -> str | None:
-    """Like ``measure._compare`` (rtol = atol = 1e-3 for float32, 1e-2 for float16), with the
-    absolute tolerance scaled by the root-mean-square of the expected output when that is
-    above 1: a long fp32 reduction summed in another order (a 4096-long dot product of
-    normal values has an RMS of 64) differs from the CPU reference by more than 1e-3 near
-    zero, while a wrong element is off by about the RMS. ``expected``: ``[(array, rms)]``."""
-    import numpy as np
-    from tensorlang.tensor import PlaceholderOp
-    outputs = [(t, a) for t, a in zip(task.tensors, arrays) if not isinstance(t.op, PlaceholderOp)]
-    for (tensor, got), (want, rms) in zip(outputs, expected):
-        if np.issubdtype(want.dtype, np.floating):
-            tol = 1e-2 if want.dtype == np.float16 else 1e-3
-            close = np.isclose(got, want, rtol=tol, atol=tol * max(1.0, rms), equal_nan=True)
-        else:
-            close = got == want
-        if not np.all(close):
-            bad = np.argwhere(~close)
-            first = tuple(int(x) for x in bad[0])
-            return (f"output {tensor.name} differs from the reference at {len(bad)} of "
-                    f"{want.size} points; first at {first}: got {got[first]!r}, "
-                    f"expected {want[first]!r}")
-    return None
+    """``measure._compare`` with the absolute tolerance scaled by the root-mean-square of the
+    expected output when that is above 1: a long fp32 reduction summed in another order (a
+    4096-long dot product of normal values has an RMS of 64) differs from the CPU reference by
+    more than 1e-3 near zero, while a wrong element is off by about the RMS.
+    ``expected``: ``[(array, rms)]``."""
+    return _compare(task, arrays, [w for w, _ in expected], [r for _, r in expected])
 
 
 def _run_gpu_job(job: dict, ok: bool, reason: str) -> tuple:

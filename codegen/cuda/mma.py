@@ -41,6 +41,7 @@ from tensorlang import expr as E
 from tensorlang.errors import ScheduleError
 from tensorlang.ir import stmt as S
 from tensorlang.ir.functor import post_order_visit
+from tensorlang.lower.verify_gpu import _stmt_children as _children
 
 PRAGMA = "tensor_core"
 SHAPES = ("m16n8k16",)
@@ -776,14 +777,6 @@ def _linear(e):
     return None
 
 
-def _children(s) -> list:
-    if isinstance(s, S.SeqStmt):
-        return list(s.seq)
-    if isinstance(s, S.IfThenElse):
-        return [s.then_case] + ([s.else_case] if s.else_case is not None else [])
-    if isinstance(s, (S.For, S.LetStmt, S.Allocate, S.AssertStmt, S.AttrStmt)):
-        return [s.body]
-    return []
 
 
 def _fors(s) -> list:
