@@ -777,8 +777,6 @@ def _linear(e):
     return None
 
 
-
-
 def _fors(s) -> list:
     out = []
     post_order_visit(s, lambda n: out.append(n) if isinstance(n, S.For) else None)
