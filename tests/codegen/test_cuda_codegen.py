@@ -18,7 +18,7 @@ from tensorlang.lower.verify_gpu import barrier, verify_gpu
 from tensorlang.runtime import cuda as cuda_rt
 
 import codegen.cuda as cc
-from codegen.cuda.source import float_literal
+from codegen.cuda.source_expr import float_literal
 
 RNG = np.random.default_rng(11)
 
