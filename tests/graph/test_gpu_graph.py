@@ -186,7 +186,7 @@ def test_small_model_on_gpu(vendor):
 
 @needs_gpu
 def test_small_model_torch_cuda_inputs_give_torch_outputs():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is needed for torch CUDA inputs")
     model = small_model(8)
     lib = graph.build(graph.from_onnx(model), target="cuda")
     x = _input((1, 3, 8, 8), seed=3)
