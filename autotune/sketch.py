@@ -615,15 +615,7 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
                 rfactor_stages.append(i)
         else:
             base[i] = ("simple", {})
-    variants = [dict(base)]
-    for i, choices in tile_choices.items():
-        more = []
-        for v in variants:
-            for choice in choices[1:]:
-                w = dict(v)
-                w[i] = choice
-                more.append(w)
-        variants += more
+    variants = expand_variants(base, {i: c[1:] for i, c in tile_choices.items()})
     for i in rfactor_stages:
         w = dict(base)
         w[i] = ("rfactor", {})
@@ -632,17 +624,29 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
         w = dict(variants[0])
         w.update({index[st]: ("inline", {}) for st in padded})
         variants.append(w)
-    sketches = []
-    for v in variants[:16]:
-        plans = []
-        for i in range(len(stages)):
-            kind, opts = v[i]
-            if kind == "simple" and any(v[j][0] == "tile" and v[j][1].get("fuse") == i
-                                        for j in v):
-                kind = "fused"
-            plans.append((i, kind, opts))
-        sketches.append(Sketch(outputs, plans, vector_lanes))
-    return sketches
+    return [Sketch(outputs, variant_plans(v, len(stages)), vector_lanes) for v in variants[:16]]
+
+
+def expand_variants(base: dict, alternatives: dict) -> list:
+    """``base`` ({stage index: (plan kind, options)}) and, for every stage in
+    ``alternatives``, a copy with each of its alternative plans, crossed with the others."""
+    variants = [dict(base)]
+    for i, choices in alternatives.items():
+        variants += [{**v, i: choice} for v in variants for choice in choices]
+    return variants
+
+
+def variant_plans(variant: dict, count: int, simple: str = "simple", tile: str = "tile") -> list:
+    """The plans of one variant in stage order; a ``simple`` stage that a ``tile`` plan fuses
+    into its loops becomes ``fused``."""
+    plans = []
+    for i in range(count):
+        kind, opts = variant[i]
+        if kind == simple and any(variant[j][0] == tile and variant[j][1].get("fuse") == i
+                                  for j in variant):
+            kind = "fused"
+        plans.append((i, kind, opts))
+    return plans
 
 
 def default_schedule(outputs, vector_lanes: int) -> tl.Schedule:

@@ -54,7 +54,7 @@ from tensorlang.tensor import ComputeOp, PlaceholderOp, visit_body
 
 from .sketch import (Sketch, _divisors, _extent, _fusible_consumer, _has_reuse,
                      _is_elementwise, _Knob, _largest_divisor, _normalize, _points,
-                     factorizations)
+                     expand_variants, factorizations, variant_plans)
 
 __all__ = ["GpuLimits", "GpuSketch", "gpu_limits", "generate_gpu_sketches",
            "default_gpu_schedule"]
@@ -687,26 +687,9 @@ def generate_gpu_sketches(outputs, limits: GpuLimits | None = None) -> list[GpuS
                 alternatives[i] = choices[1:]
         else:
             base[i] = ("gpu_simple", {})
-    variants = [dict(base)]
-    for i, choices in alternatives.items():
-        more = []
-        for v in variants:
-            for choice in choices:
-                w = dict(v)
-                w[i] = choice
-                more.append(w)
-        variants += more
-    sketches = []
-    for v in variants[:16]:
-        plans = []
-        for i in range(len(stages)):
-            kind, opts = v[i]
-            if kind == "gpu_simple" and any(v[j][0] == "gpu_tile" and v[j][1].get("fuse") == i
-                                            for j in v):
-                kind = "fused"
-            plans.append((i, kind, opts))
-        sketches.append(GpuSketch(outputs, plans, limits))
-    return sketches
+    variants = expand_variants(base, alternatives)
+    return [GpuSketch(outputs, variant_plans(v, len(stages), "gpu_simple", "gpu_tile"), limits)
+            for v in variants[:16]]
 
 
 def default_gpu_schedule(outputs, limits: GpuLimits | None = None) -> tl.Schedule:
