@@ -198,6 +198,7 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
     if not isinstance(mod, Module):
         raise UserError(f"graph.build takes a graph Module, got {type(mod).__name__}")
     from .passes import optimize
+    specializer = mod.specializer  # symbolic dims (graph/dynamic.py); the passes drop it
     mod = optimize(mod)  # batch-norm folding, common subexpressions
     groups = partition(mod)
     empty = [g for g in groups if all(o.type.size == 0 for o in g.outputs)]
@@ -217,8 +218,23 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
     for p in mod.function.params:
         if not isinstance(p, Var):
             raise UserError(f"graph.build: function parameters must be Vars, got {p!r}")
-    return Library(mod, steps, num_compiled=len(kernels),
-                   device="cuda" if is_cuda_target(target) else "cpu")
+    lib = Library(mod, steps, num_compiled=len(kernels),
+                  device="cuda" if is_cuda_target(target) else "cpu")
+    if specializer is not None:
+        lib.specializations = _specializations(mod, specializer, target, database, vendor)
+    return lib
+
+
+def _specializations(mod: Module, specializer, target: str, database, vendor: str):
+    """The per-size libraries of a model with symbolic dims, built on demand like this one."""
+    from .dynamic import Specializations
+
+    def build_static(static: Module) -> Library:
+        static = Module(static.function, static.input_names, static.output_names)
+        return build(static, target=target, database=database, vendor=vendor)
+
+    shapes = {name: p.type.shape for name, p in zip(mod.input_names, mod.function.params)}
+    return Specializations(specializer, build_static, specializer.values(shapes))
 
 
 __all__ = ["Group", "partition", "group_spec", "group_workload", "native_conv_spec", "build"]

@@ -65,6 +65,7 @@ class Library:
         self.num_kernels = len(steps)
         self.num_compiled = num_compiled
         self.groups = [s.name for s in steps]
+        self.specializations = None  # per-size libraries of a model with symbolic dims
         self._device_runner = None
         if device == "cuda":  # device slots, allocated at the first run (graph/gpu.py)
             from .gpu import DeviceRunner
@@ -145,10 +146,7 @@ class Library:
         for name, param in zip(self.input_names, self._params):
             if name not in given:
                 raise self._missing(name)
-            value = given[name]
-            if not isinstance(value, np.ndarray) and hasattr(value, "numpy"):
-                value = value.numpy()
-            value = np.asarray(value)
+            value = host_array(given[name], name)
             want = param.type
             if value.dtype != np.dtype(want.dtype):
                 raise DTypeError(f"input {name!r} must be {want.dtype}, got {value.dtype}")
@@ -186,9 +184,23 @@ class Library:
             results.append(value)
         return results
 
+    def _specialized(self, args, kwargs):
+        """The library for these inputs' sizes of the model's symbolic dims, or None when
+        this one fits (graph/dynamic.py)."""
+        if self.specializations is None:
+            return None
+        from .dynamic import input_shape
+        shapes = {name: input_shape(v) for name, v in self._given(args, kwargs).items()}
+        return self.specializations.library_for(
+            {k: v for k, v in shapes.items() if v is not None})
+
     def run(self, *args, **kwargs) -> list:
-        """Run the model on NumPy arrays (or ``tl.nd`` arrays), positional in input order or
-        by input name; returns new NumPy arrays in output order.
+        """Run the model on NumPy arrays, ``tl.nd`` arrays or CPU tensors of any DLPack
+        producer (PyTorch, ...; read in place, zero-copy, when C-contiguous), positional in
+        input order or by input name; returns new arrays in output order: torch tensors
+        (sharing the result's memory) when an input is a torch tensor, NumPy arrays otherwise.
+        A model with symbolic dims (a dynamic batch) runs any size of them: each new size is
+        compiled once and cached.
 
         Raises:
             UserError: an input is missing, unknown, or has the wrong shape or dtype (the
@@ -199,18 +211,27 @@ class Library:
         place, zero-copy): it returns torch tensors on the GPU when an input is a torch tensor,
         ``tl.nd`` CUDA arrays for other CUDA inputs, NumPy arrays otherwise.
         """
+        other = self._specialized(args, kwargs)
+        if other is not None:
+            return other.run(*args, **kwargs)
         if self._device_runner is not None:
             return self._device_runner.run(args, kwargs)
         env = self._prepare(args, kwargs)
         for step in self._steps:
             step.kernel(*[self._value(env, a) for a in step.inputs],
                         *[env[value_key(o)] for o in step.outputs])
-        return self._results(env)
+        results = self._results(env)
+        if any(_is_torch(v) for v in (*args, *kwargs.values())):
+            return [_to_torch(r) for r in results]
+        return results
 
     def profile(self, *args, number: int = 5, **kwargs) -> list:
         """``[(group name, seconds per call), ...]``, slowest first: each kernel call timed
         over ``number`` runs of the model after one warm-up run (on ``cuda``: CUDA events
         around each group's launches)."""
+        other = self._specialized(args, kwargs)
+        if other is not None:
+            return other.profile(*args, number=number, **kwargs)
         if self._device_runner is not None:
             return self._device_runner.profile(args, kwargs, number)
         env = self._prepare(args, kwargs)
@@ -231,4 +252,53 @@ class Library:
                 f"kernels={self.num_kernels}{device})")
 
 
-__all__ = ["Library", "Step", "value_key"]
+def _torch_int16():
+    import torch
+    return torch.int16
+
+
+def _to_torch(array: np.ndarray):
+    """A torch tensor sharing ``array``'s memory (bfloat16 through its 16-bit storage)."""
+    import torch
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def _is_torch(value) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "__dlpack__")
+
+
+def host_array(value, name: str) -> np.ndarray:
+    """A run-time input as a NumPy array: NumPy as it is; ``tl.nd`` arrays and CPU DLPack
+    tensors (torch, ...) zero-copy where they allow it; anything else through np.asarray.
+
+    Raises:
+        UserError: a tensor on another device (the message names the input).
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    if _is_torch(value):
+        if value.device.type != "cpu":
+            raise UserError(f"input {name!r} is a torch tensor on {value.device}; this "
+                            "library runs on the CPU (move it with .cpu(), or build for cuda)")
+        value = value.detach().resolve_conj().resolve_neg()
+        if str(value.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: ml_dtypes' one
+            import ml_dtypes
+            return value.view(_torch_int16()).numpy().view(ml_dtypes.bfloat16)
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, RuntimeError, TypeError) as exc:
+            raise UserError(f"input {name!r}: cannot read the torch tensor of "
+                            f"{value.dtype} through DLPack ({exc})") from exc
+    if hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    if hasattr(value, "__dlpack__"):
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, RuntimeError, TypeError) as exc:
+            raise UserError(f"input {name!r}: cannot read it through DLPack ({exc})") from exc
+    return np.asarray(value)
+
+
+__all__ = ["Library", "Step", "value_key", "host_array"]

@@ -197,6 +197,8 @@ class Function:
 @dataclass(frozen=True, slots=True)
 class Module:
     """A model: its function and the names of its inputs and outputs, in the model's order.
+    ``specializer`` (a :class:`graph.dynamic.Specializer`, or None) rebuilds the module for
+    other sizes of its symbolic input dims (a dynamic batch); it takes no part in equality.
 
     Example:
         >>> mod = graph.from_onnx("model.onnx")          # doctest: +SKIP
@@ -205,6 +207,7 @@ class Module:
     function: Function
     input_names: tuple
     output_names: tuple
+    specializer: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "input_names", tuple(self.input_names))
