@@ -55,25 +55,8 @@ def is_cuda_target(target) -> bool:
 # -- computations without CPU BLAS externs ----------------------------------------------------
 def _conv2d_gpu(xs, attrs):
     """``conv2d`` as a DSL reduction (the CPU op's im2col + sgemm extern cannot run on a GPU)."""
-    from tensorlang import ops as T
-    from tensorlang.ops._util import const_int
-    data, weight = xs
-    strides = tuple(attrs.get("strides", (1, 1)))
-    pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
-    dilations = tuple(attrs.get("dilations", (1, 1)))
-    groups = attrs.get("groups", 1)
-    if data.ndim != 4 or weight.ndim != 4:
-        raise ShapeError(f"conv2d needs 4-d data and weight (NCHW, OIHW), got "
-                         f"{data.ndim}-d and {weight.ndim}-d")
-    channels, out_channels = const_int(data.shape[1]), const_int(weight.shape[0])
-    if groups > 1 and groups == channels and const_int(weight.shape[1]) == 1 and \
-            out_channels % groups == 0:
-        kernel = T.transform.reshape(weight, (channels, out_channels // channels,
-                                              *weight.shape[2:]))
-        return T.nn.depthwise_conv2d_nchw(data, kernel, stride=strides, padding=pads,
-                                          dilation=dilations)
-    return T.nn.conv2d_nchw(data, weight, stride=strides, padding=pads, dilation=dilations,
-                            groups=groups)
+    from .ops.nn import conv2d_compute
+    return conv2d_compute(xs, attrs, allow_blas=False)
 
 
 def _dense_gpu(xs, attrs):

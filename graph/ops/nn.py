@@ -18,7 +18,10 @@ from . import register
 from .gemm import conv2d_blas, use_blas_conv2d
 
 
-def _conv2d(xs, attrs):
+def conv2d_compute(xs, attrs, allow_blas: bool = True):
+    """The DSL computation of graph op ``conv2d``: depthwise, im2col + BLAS sgemm where that is
+    faster (``allow_blas``; never on a GPU, which cannot call the CPU BLAS), or a direct
+    reduction."""
     data, weight = xs
     strides = tuple(attrs.get("strides", (1, 1)))
     pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
@@ -40,13 +43,13 @@ def _conv2d(xs, attrs):
                                               *weight.shape[2:]))
         return T.nn.depthwise_conv2d_nchw(data, kernel, stride=strides, padding=pads,
                                           dilation=dilations)
-    if use_blas_conv2d(data, weight, groups):
+    if allow_blas and use_blas_conv2d(data, weight, groups):
         return conv2d_blas(data, weight, strides, pads, dilations, groups)
     return T.nn.conv2d_nchw(data, weight, stride=strides, padding=pads, dilation=dilations,
                             groups=groups)
 
 
-register("conv2d", None, _conv2d, "out_fusable")
+register("conv2d", None, conv2d_compute, "out_fusable")
 
 
 def _batched_matmul(a, b, transpose_a, transpose_b):
