@@ -178,7 +178,8 @@ def _no_kernel(*arrays) -> None:
     """The kernel of a group whose outputs are all empty."""
 
 
-def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto") -> Library:
+def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto",
+          progress=None, layout: str = "auto") -> Library:
     """Compile every fusion group of ``mod`` and return a runnable :class:`Library`.
 
     Args:
@@ -190,6 +191,12 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
         vendor: CUDA only: ``"auto"`` runs convolutions and large dense layers with PyTorch
             (cuDNN / cuBLAS) when it is importable with a GPU, ``"torch"`` insists on it,
             ``"none"`` compiles every group to our own kernels.
+        progress: ``progress(done, total)``, called as each distinct kernel is ready (the
+            ``tensorlang compile`` progress bar).
+        layout: CPU convolutions: ``"NCHW"`` (im2col + BLAS), ``"NCHWc"`` (channel-blocked
+            tensors between convolutions, weights packed at build), or ``"auto"``: blocked
+            where a tuning record exists and the tuned kernel times faster here
+            (``graph/conv_layout.py``).
 
     Example:
         >>> lib = graph.build(graph.from_onnx("model.onnx"))   # doctest: +SKIP
@@ -198,8 +205,11 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
     if not isinstance(mod, Module):
         raise UserError(f"graph.build takes a graph Module, got {type(mod).__name__}")
     from .passes import optimize
+    from .conv_layout import check_layout, choose_conv_layout
+    check_layout(layout)
     specializer = mod.specializer  # symbolic dims (graph/dynamic.py); the passes drop it
     mod = optimize(mod)  # batch-norm folding, common subexpressions
+    mod = choose_conv_layout(mod, target, database, layout)
     groups = partition(mod)
     empty = [g for g in groups if all(o.type.size == 0 for o in g.outputs)]
     groups = [g for g in groups if not any(g is e for e in empty)]  # nothing to compute
@@ -207,9 +217,9 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
     # each distinct spec once, in worker processes, cached across builds (graph/compile.py)
     jobs = [(g.name, spec) for g, spec in zip(groups, specs)]
     if is_cuda_target(target):
-        kernels = compile_kernels(jobs, target, database, vendor=vendor)
+        kernels = compile_kernels(jobs, target, database, vendor=vendor, progress=progress)
     else:
-        kernels = compile_kernels(jobs, target, database)
+        kernels = compile_kernels(jobs, target, database, progress=progress)
     steps = []
     for g, spec in zip(groups, specs):
         steps.append(Step(g.name, kernels[spec], list(g.inputs), g.outputs))
@@ -221,17 +231,19 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
     lib = Library(mod, steps, num_compiled=len(kernels),
                   device="cuda" if is_cuda_target(target) else "cpu")
     if specializer is not None:
-        lib.specializations = _specializations(mod, specializer, target, database, vendor)
+        lib.specializations = _specializations(mod, specializer, target, database, vendor,
+                                               layout)
     return lib
 
 
-def _specializations(mod: Module, specializer, target: str, database, vendor: str):
+def _specializations(mod: Module, specializer, target: str, database, vendor: str,
+                     layout: str):
     """The per-size libraries of a model with symbolic dims, built on demand like this one."""
     from .dynamic import Specializations
 
     def build_static(static: Module) -> Library:
         static = Module(static.function, static.input_names, static.output_names)
-        return build(static, target=target, database=database, vendor=vendor)
+        return build(static, target=target, database=database, vendor=vendor, layout=layout)
 
     shapes = {name: p.type.shape for name, p in zip(mod.input_names, mod.function.params)}
     return Specializations(specializer, build_static, specializer.values(shapes))

@@ -106,37 +106,6 @@ def _compile_here(name: str, spec: str, target: str, database):
     return tl.build(schedule, args, target=target, name=name)
 
 
-def _choose_native_convs(kernels: dict, todo: dict, target: str, database) -> None:
-    """For each convolution group compiled to im2col + BLAS whose blocked native form has a
-    tuning record, time both kernels here on the same random inputs (best of 3 runs of 3 calls
-    each) and keep the faster one in ``kernels``."""
-    from autotune.database import Database
-    from .build import native_conv_spec
-    candidates = [(spec, native) for spec in todo
-                  if (native := native_conv_spec(spec)) is not None]
-    if not candidates:
-        return
-    db = database if hasattr(database, "best") else Database(database)
-    try:
-        for spec, native in candidates:
-            task = _task(native, target)
-            if not db.best(task.key, task.target_key, k=1):
-                continue
-            schedule, args = task.apply_best(db)
-            kernel = tl.build(schedule, args, target=target, name=todo[spec])
-            arrays = task.random_inputs(seed=0)
-            if _seconds(kernel, arrays) < _seconds(kernels[spec], arrays):
-                kernels[spec] = kernel
-    finally:
-        if db is not database:
-            db.close()
-
-
-def _seconds(kernel, arrays) -> float:
-    kernel(*arrays)  # warm-up (first-touch of the output, code in cache)
-    return kernel.time_evaluator(number=3, repeat=3)(*arrays).min
-
-
 def _is_gemv(spec: str) -> bool:
     """A dense layer of one row (batch 1): the group starts with ``dense`` on a [1, K] input."""
     data = json.loads(spec)
@@ -171,17 +140,23 @@ def _libraries() -> str:
         return _library_dir[0]
 
 
-def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "auto") -> dict:
+def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "auto",
+                    progress=None) -> dict:
     """``{spec: kernel}`` for ``jobs``, a list of ``(group name, spec)`` pairs (a spec may
     repeat; the first name gives the kernel's entry name). ``vendor``: CUDA targets only (see
-    :func:`_compile_cuda`).
+    :func:`_compile_cuda`). ``progress``: called as ``progress(done, total)`` (distinct
+    kernels) each time one is ready, cached ones first (CPU targets; a CUDA build calls it
+    once at the end).
 
     Example:
         >>> kernels = compile_kernels([("fused_relu_0", spec)])  # doctest: +SKIP
     """
     from .gpu import is_cuda_target
     if is_cuda_target(target):
-        return _compile_cuda(jobs, target, database, vendor)
+        kernels = _compile_cuda(jobs, target, database, vendor)
+        if progress is not None:
+            progress(len(kernels), len(kernels))
+        return kernels
     db_key = _database_key(database)
     kernels, todo = {}, {}
     for name, spec in jobs:
@@ -192,16 +167,16 @@ def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "au
             kernels[spec] = _CACHE[key]
         else:
             todo[spec] = name
+    ready = _Ready(progress, len(kernels), len(kernels) + len(todo))
     if todo:
         workers = _workers(len(todo))
         if workers > 1 and len(todo) >= MIN_PARALLEL_JOBS and _can_export() and \
                 not hasattr(database, "best"):  # an open Database does not travel to workers
-            kernels.update(_compile_parallel(todo, target, database, workers))
+            kernels.update(_compile_parallel(todo, target, database, workers, on_ready=ready))
         else:
             for spec, name in todo.items():
                 kernels[spec] = _compile_here(name, spec, target, database)
-    if database is not None:
-        _choose_native_convs(kernels, todo, target, database)
+                ready()
     if db_key is not False:
         with _lock:
             for spec in todo:
@@ -211,13 +186,30 @@ def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "au
     return kernels
 
 
+class _Ready:
+    """Counts kernels as they become ready and reports ``(done, total)`` to ``progress``
+    (called from the threads that serve the compile workers, hence the lock)."""
+
+    def __init__(self, progress, done: int, total: int):
+        self.progress, self.done, self.total = progress, done, total
+        self.lock = threading.Lock()
+        if progress is not None and done:
+            progress(done, total)
+
+    def __call__(self) -> None:
+        if self.progress is not None:
+            with self.lock:
+                self.done += 1
+                self.progress(self.done, self.total)
+
+
 def _can_export() -> bool:
     from codegen.llvm.export import find_compiler
     return find_compiler() is not None
 
 
 def _compile_parallel(todo: dict, target: str, database, workers: int,
-                      cuda_key: str | None = None) -> dict:
+                      cuda_key: str | None = None, on_ready=None) -> dict:
     """Compile ``todo`` ({spec: name}) in ``workers`` child processes (``python -m
     graph._compile_worker``, fed one job at a time, so a fast worker takes more jobs).
     ``cuda_key``: a CUDA build's target key; the workers then see no GPU and probe none
@@ -264,6 +256,8 @@ def _compile_parallel(todo: dict, target: str, database, workers: int,
                 reply = child.stdout.readline()
                 if reply.strip() == "ok":
                     done[job["spec"]] = job["path"]
+                    if on_ready is not None:
+                        on_ready()
                 try:
                     job = pending.get_nowait()
                 except queue.Empty:
@@ -278,8 +272,12 @@ def _compile_parallel(todo: dict, target: str, database, workers: int,
     threads = [threading.Thread(target=serve, daemon=True) for _ in range(workers)]
     for t in threads:
         t.start()
-    kernels = {spec: _compile_here(todo[spec], spec, target, database)
-               for spec, _ in order if spec in local}  # while the workers compile the rest
+    kernels = {}
+    for spec, _ in order:  # the BLAS groups here, while the workers compile the rest
+        if spec in local:
+            kernels[spec] = _compile_here(todo[spec], spec, target, database)
+            if on_ready is not None:
+                on_ready()
     for t in threads:
         t.join()
     for spec, name in order:  # a job a worker failed on is compiled here: its error is raised
@@ -291,6 +289,8 @@ def _compile_parallel(todo: dict, target: str, database, workers: int,
             continue
         kernels[spec] = load_module(done[spec]) if spec in done else \
             _compile_here(name, spec, target, database)
+        if spec not in done and on_ready is not None:
+            on_ready()
     return kernels
 
 

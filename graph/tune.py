@@ -16,10 +16,11 @@ from autotune import Task
 from autotune import tune as _tune
 from tensorlang.errors import UserError
 
-from .build import group_spec, group_workload, native_conv_spec, partition
+from .build import group_spec, group_workload, partition
 from .gpu import is_cuda_target
 from .ir import Module
 from .passes import optimize
+from .passes.layout import convert_conv_layout
 
 __all__ = ["extract_tasks", "tune"]
 
@@ -28,24 +29,24 @@ def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = 
     """The tuning tasks of ``mod``: one per distinct fused group, ``weight`` = its number of
     occurrences. With ``only_reductions`` (the default) groups without a reduction (elementwise
     and layout kernels, which the default schedule already streams at memory speed) are left
-    out. On a CPU, a convolution group's task is its blocked native form
-    (``graph.build.native_conv_spec``): the im2col + BLAS form has nothing to tune, and
-    ``graph.build`` uses the tuned native kernel where it measures faster. Tasks come heaviest
-    first (weight times estimated operations)."""
+    out. On a CPU, the convolutions are tuned in the channel-blocked layout
+    (``graph.passes.layout``): the im2col + BLAS form has nothing to tune, and
+    ``graph.build(layout="auto")`` keeps a tuned blocked convolution where it measures faster.
+    Tasks come heaviest first (weight times estimated operations)."""
     if not isinstance(mod, Module):
         raise UserError(f"graph.extract_tasks takes a graph Module, got {type(mod).__name__}")
     counts: dict[str, int] = {}
     names: dict[str, str] = {}
-    for group in partition(optimize(mod)):  # the groups graph.build compiles
+    mod = optimize(mod)
+    if not is_cuda_target(target):
+        mod = convert_conv_layout(mod)  # the groups graph.build(layout="NCHWc") compiles
+    for group in partition(mod):
         spec = group_spec(group, target)
         counts[spec] = counts.get(spec, 0) + 1
         names.setdefault(spec, group.name)
     tasks = []
     for spec, count in counts.items():
-        # a CPU convolution runs on im2col + BLAS (nothing to tune) unless its own blocked
-        # kernel, tuned, measures faster at build time: tune that one
-        native = native_conv_spec(spec) if not is_cuda_target(target) else None
-        task = Task(group_workload, args=(native or spec,), target=target, weight=count,
+        task = Task(group_workload, args=(spec,), target=target, weight=count,
                     name=names[spec])
         if only_reductions and not any(getattr(t.op, "reduce_axis", None)
                                        for t in _stages(task.outputs)):

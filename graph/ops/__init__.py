@@ -94,7 +94,7 @@ def registered_ops() -> list[str]:
 
 
 from . import elementwise, nn, transform, reduce  # noqa: E402,F401  (they register the ops)
-from . import scalar, layout, nn_extra, formats  # noqa: E402,F401
+from . import scalar, layout, nn_extra, formats, nchwc  # noqa: E402,F401
 
 __all__ = ["OpDef", "PATTERNS", "FUSABLE_CONSUMERS", "register", "get_op", "registered_ops",
            "placeholders", "tensor_type"]

@@ -132,7 +132,8 @@ def _pool(pool_type):
                            padding=tuple(attrs.get("pads", (0, 0, 0, 0))), pool_type=pool_type,
                            ceil_mode=bool(attrs.get("ceil_mode", False)),
                            count_include_pad=bool(attrs.get("count_include_pad", False)),
-                           dilation=tuple(attrs.get("dilations", (1, 1))))
+                           dilation=tuple(attrs.get("dilations", (1, 1))),
+                           layout=attrs.get("layout", "NCHW"))
     return fcompute
 
 

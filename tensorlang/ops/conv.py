@@ -199,20 +199,74 @@ def conv2d_nchw_blocked(data: Tensor, kernel: Tensor, stride=1, padding=0, dilat
     kpack = compute((k // kb, c // cb, kh, kw, cb, kb),
                     lambda ko, co, r, q, ci, ki: kernel[ko * kb + ki, co * cb + ci, r, q],
                     name="kernel_pack")
-    rco = reduce_axis((0, c // cb), name="rco")
-    ry = reduce_axis((0, kh), name="ry")
-    rx = reduce_axis((0, kw), name="rx")
-    rci = reduce_axis((0, cb), name="rci")
-    blocked = compute(
-        (n, k // kb, out_h, out_w, kb),
-        lambda b, ko, y, x, ki: red.sum(
-            dpack[b, rco, _window(y, ry.var, stride[0], dilation[0]),
-                  _window(x, rx.var, stride[1], dilation[1]), rci]
-            * kpack[ko, rco, ry, rx, rci, ki], axis=[rco, ry, rx, rci]),
-        name="conv_blocked", tag="conv2d_nchwc")
+    blocked = _conv_blocked(dpack, kpack, (n, k // kb, out_h, out_w, kb), stride, dilation)
     return compute((n, k, out_h, out_w),
                    lambda b, f, y, x: blocked[b, f // kb, y, x, f % kb], name=name,
                    tag="conv2d_nchw")
+
+
+def _conv_blocked(padded: Tensor, kpack: Tensor, out_shape, stride, dilation) -> Tensor:
+    """The blocked reduction ``[N, K/kb, OH, OW, kb]`` over a zero-padded blocked input and a
+    packed kernel ``[K/kb, C/cb, KH, KW, cb, kb]``."""
+    _, c_outer, kh, kw, cb, _ = (const_int(d) for d in kpack.shape)
+    rco = reduce_axis((0, c_outer), name="rco")
+    ry = reduce_axis((0, kh), name="ry")
+    rx = reduce_axis((0, kw), name="rx")
+    rci = reduce_axis((0, cb), name="rci")
+    return compute(
+        out_shape,
+        lambda b, ko, y, x, ki: red.sum(
+            padded[b, rco, _window(y, ry.var, stride[0], dilation[0]),
+                   _window(x, rx.var, stride[1], dilation[1]), rci]
+            * kpack[ko, rco, ry, rx, rci, ki], axis=[rco, ry, rx, rci]),
+        name="conv_blocked", tag="conv2d_nchwc")
+
+
+def conv2d_nchwc(data: Tensor, kernel: Tensor, stride=1, padding=0, dilation=1) -> Tensor:
+    """2-D convolution in the channel-blocked layout: ``data`` ``[N, C/cb, H, W, cb]`` and a
+    packed ``kernel`` ``[K/kb, C/cb, KH, KW, cb, kb]`` give ``[N, K/kb, OH, OW, kb]``.
+
+    Channel ``c`` of the NCHW tensor is ``[:, c // cb, :, :, c % cb]`` here; the kernel is
+    ``W[K, C, KH, KW]`` as ``W.reshape(K/kb, kb, C/cb, cb, KH, KW).transpose(0, 2, 4, 5, 3,
+    1)``. This is the layout the graph layer's conv layout pass keeps between convolutions
+    (packing the weights once, at build time); padding is a ``data_pad`` stage.
+
+    Example: ``Y = ops.nn.conv2d_nchwc(X5, W6, stride=1, padding=1)``.
+    """
+    op = "conv2d_nchwc"
+    check_tensor(op, "data", data)
+    check_tensor(op, "kernel", kernel)
+    check_ndim(op, "data", data, 5, "NCHWc")
+    check_ndim(op, "kernel", kernel, 6, "OIHWio")
+    stride, dilation = to_pair(op, "stride", stride), to_pair(op, "dilation", dilation)
+    pads = padding_4(op, padding)
+    check_positive(op, "stride", stride)
+    check_positive(op, "dilation", dilation)
+    check_non_negative(op, "padding", pads)
+    _out_dtype(op, data, kernel, None)
+    dims = [const_int(d) for d in tuple(data.shape) + tuple(kernel.shape)]
+    if any(d is None for d in dims):
+        raise ShapeError(f"{op}: needs constant shapes, got data {shape_str(data.shape)} and "
+                         f"kernel {shape_str(kernel.shape)}")
+    n, c_outer, h, w, cb, k_outer, kc_outer, kh, kw, kcb, kb = dims
+    if (c_outer, cb) != (kc_outer, kcb):
+        raise ShapeError(f"{op}: data {data.name} {shape_str(data.shape)} has {c_outer} blocks "
+                         f"of {cb} channels but kernel {kernel.name} {shape_str(kernel.shape)} "
+                         f"expects {kc_outer} blocks of {kcb}")
+    top, left, bottom, right = (const_int(p) for p in pads)
+    out_h = const_int(out_extent(op, "height", h, top, bottom, kh, stride[0], dilation[0]))
+    out_w = const_int(out_extent(op, "width", w, left, right, kw, stride[1], dilation[1]))
+    padded = data
+    if top or left or bottom or right:
+        zero = 0.0 if dt.is_float(data.dtype) else 0
+
+        def pad_data(b, co, y, x, ci):
+            inside = (y >= top) & (y < h + top) & (x >= left) & (x < w + left)
+            return tm.if_then_else(inside, data[b, co, y - top, x - left, ci], zero)
+
+        padded = compute((n, c_outer, h + top + bottom, w + left + right, cb), pad_data,
+                         name="data_pad")
+    return _conv_blocked(padded, kernel, (n, k_outer, out_h, out_w, kb), stride, dilation)
 
 
 def depthwise_conv2d_nchw(data: Tensor, kernel: Tensor, stride=1, padding=0, dilation=1,
@@ -251,4 +305,5 @@ def depthwise_conv2d_nchw(data: Tensor, kernel: Tensor, stride=1, padding=0, dil
                    tag="depthwise_conv2d_nchw")
 
 
-__all__ = ["conv2d_nchw", "depthwise_conv2d_nchw", "out_extent"]
+__all__ = ["conv2d_nchw", "conv2d_nchw_blocked", "conv2d_nchwc", "depthwise_conv2d_nchw",
+           "out_extent"]

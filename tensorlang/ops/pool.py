@@ -38,7 +38,8 @@ def _window_count(start, kernel: int, dilation: int, low, high):
 def pool2d(data: Tensor, kernel, stride=None, padding=0, pool_type: str = "max",
            ceil_mode: bool = False, count_include_pad: bool = True, dilation=1,
            layout: str = "NCHW", name: str | None = None) -> Tensor:
-    """2-D max or average pooling of ``data`` [N, C, H, W].
+    """2-D max or average pooling of ``data`` [N, C, H, W] (``layout="NCHWc"``: a channel-
+    blocked [N, C/c, H, W, c], pooled the same way per channel).
 
     Args:
         kernel, stride, dilation: an int or ``(h, w)``; ``stride`` defaults to ``kernel``.
@@ -54,9 +55,9 @@ def pool2d(data: Tensor, kernel, stride=None, padding=0, pool_type: str = "max",
     """
     op = "pool2d"
     check_tensor(op, "data", data)
-    if layout != "NCHW":
-        raise UserError(f"{op}: only the NCHW layout is supported, got {layout!r}")
-    check_ndim(op, "data", data, 4, "NCHW")
+    if layout not in ("NCHW", "NCHWc"):
+        raise UserError(f"{op}: the layout must be 'NCHW' or 'NCHWc', got {layout!r}")
+    check_ndim(op, "data", data, 4 if layout == "NCHW" else 5, layout)
     if pool_type not in ("max", "avg"):
         raise UserError(f"{op}: pool_type must be 'max' or 'avg', got {pool_type!r}")
     kernel = to_pair(op, "kernel", kernel)
@@ -68,7 +69,8 @@ def pool2d(data: Tensor, kernel, stride=None, padding=0, pool_type: str = "max",
         check_positive(op, what, vals)
     top, left, bottom, right = padding_4(op, padding)
     check_non_negative(op, "padding", (top, left, bottom, right))
-    n, c, h, w = data.shape
+    n, c, h, w = data.shape[:4]
+    block = tuple(data.shape[4:])  # NCHWc: the channels within a block, innermost
     out_h = out_extent(op, "height", h, top, bottom, kernel[0], stride[0], dilation[0],
                        ceil_mode)
     out_w = out_extent(op, "width", w, left, right, kernel[1], stride[1], dilation[1],
@@ -91,24 +93,26 @@ def pool2d(data: Tensor, kernel, stride=None, padding=0, pool_type: str = "max",
     fill = red.min_value(data.dtype) if pool_type == "max" else const(0, data.dtype)
     padded = data
     if any(const_int(p) != 0 for p in (top, left, pad_bottom, pad_right)):
-        padded = pad(data, (0, 0, top, left), (0, 0, pad_bottom, pad_right), fill.value,
-                     name="pad_temp")
+        inner = (0,) * len(block)
+        padded = pad(data, (0, 0, top, left, *inner), (0, 0, pad_bottom, pad_right, *inner),
+                     fill.value, name="pad_temp")
     ry = reduce_axis((0, kernel[0]), name="ry")
     rx = reduce_axis((0, kernel[1]), name="rx")
 
-    def read(b, f, y, x):
-        return padded[b, f, y * stride[0] + ry.var * dilation[0],
-                      x * stride[1] + rx.var * dilation[1]]
+    def read(b, f, y, x, *inner):
+        return padded[(b, f, y * stride[0] + ry.var * dilation[0],
+                       x * stride[1] + rx.var * dilation[1], *inner)]
 
-    shape = (n, c, out_h, out_w)
+    shape = (n, c, out_h, out_w, *block)
     if pool_type == "max":
-        return compute(shape, lambda b, f, y, x: red.max(read(b, f, y, x), axis=[ry, rx]),
+        return compute(shape, lambda *i: red.max(read(*i), axis=[ry, rx]),
                        name=name or "pool_max", tag="pool_max")
-    total = compute(shape, lambda b, f, y, x: red.sum(read(b, f, y, x), axis=[ry, rx]),
+    total = compute(shape, lambda *i: red.sum(read(*i), axis=[ry, rx]),
                     name=f"{name or 'pool'}_sum", tag="pool_sum")
     acc = data.dtype if dt.is_float(data.dtype) else "float32"
 
-    def average(b, f, y, x):
+    def average(*index):
+        b, f, y, x = index[:4]
         y0, x0 = y * stride[0] - top, x * stride[1] - left
         if count_include_pad:
             lows, highs = (-convert(top), -convert(left)), (fold_add(h, bottom),
@@ -117,7 +121,7 @@ def pool2d(data: Tensor, kernel, stride=None, padding=0, pool_type: str = "max",
             lows, highs = (convert(0), convert(0)), (convert(h), convert(w))
         count = _window_count(y0, kernel[0], dilation[0], lows[0], highs[0]) * \
             _window_count(x0, kernel[1], dilation[1], lows[1], highs[1])
-        return _cast(_cast(total[b, f, y, x], acc) / _cast(count, acc), data.dtype)
+        return _cast(_cast(total[index], acc) / _cast(count, acc), data.dtype)
 
     return compute(shape, average, name=name or "pool_avg", tag="pool_avg")
 

@@ -57,11 +57,11 @@ def _conv_model():
                       {"w": rand(16, 8, 3, 3), "b": rand(16)})
 
 
-def test_a_cpu_conv_is_tuned_in_its_native_blocked_form():
+def test_a_cpu_conv_is_tuned_in_the_blocked_layout():
     [task] = extract_tasks(graph.from_onnx(_conv_model()))
-    assert '"conv":"native"' in task.args[0]
+    assert '"conv2d_nchwc"' in task.args[0]
     names = {t.op.name for t in _all_tensors(task.outputs)}
-    assert {"data_pack", "kernel_pack", "conv_blocked"} <= names
+    assert {"data_pad", "conv_blocked"} <= names  # the weights come packed, a constant
 
 
 def _all_tensors(outputs):
@@ -74,25 +74,28 @@ def _all_tensors(outputs):
     return seen.values()
 
 
-@pytest.mark.parametrize("native_faster", [True, False, None])
-def test_build_keeps_the_faster_of_blas_and_the_tuned_native_conv(tmp_path, monkeypatch,
-                                                                  native_faster):
+@pytest.mark.parametrize("blocked_faster", [True, False, None])
+def test_build_keeps_the_faster_of_blas_and_the_tuned_blocked_conv(tmp_path, monkeypatch,
+                                                                   blocked_faster):
     """True / False: the clock is fixed so the test checks the choosing; None: real timing
     (either kernel may win; the result must be right)."""
-    import graph.compile as gc
+    import graph.conv_layout as cl
     model = _conv_model()
     mod = graph.from_onnx(model)
     path = tmp_path / "tuning.db"
     graph.tune(mod, trials=2, database=path, progress=False, batch_size=2, remeasure=0)
-    if native_faster is not None:
-        monkeypatch.setattr(gc, "_seconds", lambda kernel, arrays:
-                            (1.0 if native_faster else 3.0) if "tl_blas_sgemm" not in
-                            kernel.get_source() else 2.0)
-    gc.clear_cache()
+    if blocked_faster is not None:
+        monkeypatch.setattr(cl, "_seconds", lambda kernel, spec, target:
+                            (1.0 if blocked_faster else 3.0) if "conv2d_nchwc" in spec
+                            else 2.0)
     lib = graph.build(mod, database=path)
-    [step] = [s for s in lib._steps if "conv" in s.name]
-    if native_faster is not None:
-        assert ("tl_blas_sgemm" not in step.kernel.get_source()) == native_faster
+    blocked = any("conv2d_nchwc" in name for name in lib.groups)
+    if blocked_faster is not None:
+        assert blocked == blocked_faster
+    if blocked:  # one transform in, one out: the convolution's region is the whole model
+        assert sum("layout" in name for name in lib.groups) == 2
     x = rand(1, 8, 10, 10)
     np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
                                atol=1e-4)
+    untuned = graph.build(mod)  # no database: NCHW with BLAS, no layout transforms
+    assert not any("layout" in name for name in untuned.groups)

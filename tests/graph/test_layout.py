@@ -1,0 +1,112 @@
+"""The conv layout pass: channel-blocked (NCHWc) tensors between convolutions, transforms only
+at the region boundaries, the same numbers as ONNX Runtime."""
+import numpy as np
+import pytest
+
+from graph_onnx_util import helper, make_model, rand, run_ort
+
+import graph
+import tensorlang as tl
+from graph.build import partition
+from graph.ops.nchwc import pack_conv_weight, to_nchwc_array
+from graph.passes import optimize
+from graph.passes.layout import convert_conv_layout
+from tensorlang import ops
+from tensorlang.errors import ShapeError, UserError
+
+
+def _cnn():
+    """conv + bias + relu, max pool, a residual block, a channel concat, global pool, dense."""
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c2", "g", "bb", "m", "v"], ["n2"]),
+             helper.make_node("Add", ["n2", "p1"], ["s2"]),
+             helper.make_node("Relu", ["s2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3"], ["c3"], strides=[2, 2]),
+             helper.make_node("AveragePool", ["r2"], ["a3"], kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("Concat", ["c3", "a3"], ["cat"], axis=1),
+             helper.make_node("Mul", ["cat", "scale"], ["sc"]),
+             helper.make_node("GlobalAveragePool", ["sc"], ["gp"]),
+             helper.make_node("Flatten", ["gp"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw"], ["y"], transB=1)]
+    weights = dict(w1=rand(16, 3, 3, 3), b1=rand(16), w2=rand(16, 16, 3, 3), g=rand(16),
+                   bb=rand(16), m=rand(16), v=rand(16, low=0.5, high=1.5),
+                   w3=rand(16, 16, 1, 1), scale=rand(1, 32, 1, 1), fw=rand(5, 32))
+    return make_model(nodes, [("x", (2, 3, 12, 12), "float32")], [("y", None, "float32")],
+                      weights)
+
+
+def test_blocked_build_matches_onnxruntime_with_transforms_only_at_the_edges():
+    model = _cnn()
+    mod = graph.from_onnx(model)
+    blocked = convert_conv_layout(optimize(mod))
+    ops_used = [c.op for g in partition(blocked) for c in g.calls]
+    assert ops_used.count("conv2d_nchwc") == 3 and "conv2d" not in ops_used
+    # into the blocked region once (the model input), out once (before the global pool)
+    assert ops_used.count("layout_to_nchwc") == 1
+    assert ops_used.count("layout_from_nchwc") == 1
+    lib = graph.build(mod, layout="NCHWc")
+    x = rand(2, 3, 12, 12)
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-5)
+    assert not any("layout" in name for name in graph.build(mod, layout="NCHW").groups)
+
+
+def test_a_conv_left_in_nchw_gets_transforms_around_it():
+    model = _cnn()
+    mod = optimize(graph.from_onnx(model))
+    first = [c for g in partition(mod) for c in g.calls if c.op == "conv2d"][0]
+    some = convert_conv_layout(mod, select=lambda conv: conv is not first)
+    ops_used = [c.op for g in partition(some) for c in g.calls]
+    assert ops_used.count("conv2d") == 1 and ops_used.count("conv2d_nchwc") == 2
+    lib = graph.build(some, layout="NCHW")
+    x = rand(2, 3, 12, 12)
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_packing_helpers_follow_the_documented_layout():
+    w = rand(32, 8, 3, 3)
+    packed = pack_conv_weight(w, 4, 16)
+    assert packed.shape == (2, 2, 3, 3, 4, 16)
+    assert packed[1, 0, 2, 1, 3, 5] == w[1 * 16 + 5, 0 * 4 + 3, 2, 1]
+    x = rand(2, 8, 5, 6)
+    assert to_nchwc_array(x, 4)[1, 1, 3, 2, 2] == x[1, 4 + 2, 3, 2]
+    with pytest.raises(ShapeError, match="must divide"):
+        pack_conv_weight(w, 3, 16)
+
+
+def test_conv2d_nchwc_and_blocked_pooling_match_nchw():
+    x, w = rand(1, 16, 9, 10), rand(32, 16, 3, 3)
+    X = tl.placeholder((1, 2, 9, 10, 8), name="X")
+    W = tl.placeholder((2, 2, 3, 3, 8, 16), name="W")
+    Y = ops.nn.conv2d_nchwc(X, W, stride=2, padding=1, dilation=1)
+    P = ops.nn.pool2d(X, 3, stride=2, padding=1, pool_type="avg", layout="NCHWc")
+    f = tl.build(tl.create_schedule([Y, P]), [X, W, Y, P])
+    y = np.empty((1, 2, 5, 5, 16), "float32")
+    p = np.empty((1, 2, 5, 5, 8), "float32")
+    f(to_nchwc_array(x, 8), pack_conv_weight(w, 8, 16), y, p)
+    X4 = tl.placeholder((1, 16, 9, 10), name="X4")
+    W4 = tl.placeholder((32, 16, 3, 3), name="W4")
+    Y4 = ops.nn.conv2d_nchw(X4, W4, stride=2, padding=1)
+    P4 = ops.nn.pool2d(X4, 3, stride=2, padding=1, pool_type="avg")
+    g = tl.build(tl.create_schedule([Y4, P4]), [X4, W4, Y4, P4])
+    y4, p4 = np.empty((1, 32, 5, 5), "float32"), np.empty((1, 16, 5, 5), "float32")
+    g(x, w, y4, p4)
+    np.testing.assert_allclose(y, to_nchwc_array(y4, 16), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p, to_nchwc_array(p4, 8), rtol=1e-6, atol=1e-6)
+
+
+def test_bad_blocked_shapes_and_layouts_are_refused():
+    X = tl.placeholder((1, 2, 9, 10, 8), name="X")
+    with pytest.raises(ShapeError, match="kernel W .* expects 4 blocks of 4"):
+        ops.nn.conv2d_nchwc(X, tl.placeholder((2, 4, 3, 3, 4, 16), name="W"))
+    with pytest.raises(ShapeError, match="NCHWc"):
+        ops.nn.conv2d_nchwc(tl.placeholder((1, 16, 9, 10), name="X4"),
+                            tl.placeholder((2, 2, 3, 3, 8, 16), name="W"))
+    with pytest.raises(UserError, match="layout must be"):
+        graph.build(graph.from_onnx(_cnn()), layout="NHWC")
