@@ -7,7 +7,9 @@ structural keys (``workload``, ``Task``), the tuning database (``Database``, ``T
 isolated measurement (``autotune.measure``), loop-IR features and the XGBoost cost model
 (``autotune.features``, ``autotune.cost_model``), the search space generated from the
 computation (``autotune.sketch``), the evolutionary search (``autotune.search``) and the task
-scheduler with ``tune`` itself (``autotune.tuner``).
+scheduler with ``tune`` itself (``autotune.tuner``). ``tune(..., cluster="tcp://host:8786")``
+measures on the workers of a Dask cluster instead (``autotune.measure_dask``, the
+``distributed`` extra).
 
 Example::
 

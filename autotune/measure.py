@@ -501,9 +501,14 @@ class LocalRunner:
 
 # -- together ---------------------------------------------------------------------------------
 
-def measure(inputs: Sequence[MeasureInput], builder: LocalBuilder,
-            runner: LocalRunner) -> list[MeasureResult]:
-    """Build then run ``inputs``; one result per input, in order. Libraries are removed after."""
+def measure(inputs: Sequence[MeasureInput], builder: LocalBuilder | None,
+            runner) -> list[MeasureResult]:
+    """Build then run ``inputs``; one result per input, in order. Libraries are removed after.
+
+    A ``runner`` that builds as well (it has ``measure(inputs)``, as
+    ``measure_dask.DaskRunner``) measures the inputs alone; ``builder`` is then unused."""
+    if hasattr(runner, "measure"):
+        return runner.measure(inputs)
     builds = builder.build(inputs)
     try:
         return runner.run(inputs, builds)

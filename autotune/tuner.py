@@ -123,8 +123,12 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
         seed: seeds the searches and the cost model.
         builder, runner: measurement back-ends (default: ``LocalBuilder`` and ``LocalRunner``
             made from the options above, closed at the end -- ``measure_gpu.GPUBuilder`` and
-            ``GPURunner`` for CUDA tasks); ones passed in are left open.
-        cluster: measuring on other machines is not supported yet (issue 9).
+            ``GPURunner`` for CUDA tasks); ones passed in are left open. A runner that also
+            builds (``measure_dask.DaskRunner``) needs no builder.
+        cluster: measure on a Dask cluster instead of this machine: a scheduler address
+            (``"tcp://host:8786"``) or a ``distributed.Client`` (the ``distributed`` extra);
+            see ``autotune.measure_dask.DaskRunner``. Search, cost model and database stay
+            here; workers build and measure with the options above. Not with builder/runner.
         batch_size: candidates measured at a time (the cost model retrains after each batch).
         progress: a one-line progress bar on stderr.
         curve: a path prefix: writes ``prefix.json`` ({task label: [[trial, best GFLOP/s],
@@ -148,16 +152,13 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
         :class:`TuneSummaries`: one :class:`TaskTuneSummary` per task, in order.
 
     Raises:
-        UserError: bad arguments, or ``cluster=`` given.
+        UserError: bad arguments, an unreachable cluster, or a task no worker can measure.
 
     Example:
         >>> task = Task(matmul, args=(256, 256, 256))                    # doctest: +SKIP
         >>> [s] = tune([task], trials=64, database="tuning.db")           # doctest: +SKIP
         >>> s.best_gflops, s.trials, s.errors                             # doctest: +SKIP
     """
-    if cluster is not None:
-        raise UserError("tune(cluster=...) is not supported yet: measuring on remote machines "
-                        "is issue 9; leave cluster=None to measure on this machine")
     tasks = _check_tasks(tasks)
     if not isinstance(trials, int) or trials < 0:
         raise UserError(f"tune: trials must be a non-negative int, got {trials!r}")
@@ -167,14 +168,19 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
     if cuda_tasks and len(cuda_tasks) != len(tasks):
         raise UserError("tune: CUDA and CPU tasks are measured by different machinery; tune "
                         "them in separate calls")
-    db = database if isinstance(database, Database) else Database(database)
     own_builder, own_runner = builder is None, runner is None
-    if cuda_tasks:
+    if cluster is not None:
+        runner = _cluster_runner(cluster, builder, runner, tasks, timeout=timeout,
+                                 repeat=repeat, min_repeat_ms=min_repeat_ms, seed=seed)
+        own_builder = False
+    db = database if isinstance(database, Database) else Database(database)
+    if cuda_tasks and not hasattr(runner, "measure"):
         from .measure_gpu import GPUBuilder, GPURunner
         builder = builder or GPUBuilder(timeout=max(float(timeout), 30.0))
         runner = runner or GPURunner(timeout=timeout, repeat=repeat,
                                      min_repeat_ms=max(min_repeat_ms, 5.0), seed=seed)
-    builder = builder or LocalBuilder(timeout=max(float(timeout), 30.0))
+    if not hasattr(runner, "measure"):  # a runner that also builds needs no builder
+        builder = builder or LocalBuilder(timeout=max(float(timeout), 30.0))
     runner = runner or LocalRunner(timeout=timeout, repeat=repeat, min_repeat_ms=min_repeat_ms,
                                    seed=seed)
     model = cost_model if cost_model is not None else XGBoostCostModel(seed=seed)
@@ -200,7 +206,7 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
         db.finish_run(run_id)
     finally:
         bar.close()
-        if own_builder:
+        if own_builder and builder is not None:
             builder.close()
         if own_runner:
             runner.close()
@@ -215,6 +221,25 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
         if progress:
             print(f"tune: {note}", file=sys.stderr)
     return summaries
+
+
+def _cluster_runner(cluster, builder, runner, tasks, **options):
+    """A ``DaskRunner`` on ``cluster`` that can measure every task (or a clear error)."""
+    if builder is not None or runner is not None:
+        raise UserError("tune: give cluster= or builder/runner, not both")
+    try:
+        from .measure_dask import DaskRunner
+    except ImportError as exc:
+        raise UserError(f"tune(cluster=...) needs Dask ({exc}): pip install "
+                        "'tensorlang[distributed]'") from exc
+    dask_runner = DaskRunner(cluster, build_timeout=max(float(options["timeout"]), 30.0),
+                             **options)
+    try:
+        dask_runner.check_tasks(tasks)
+    except BaseException:
+        dask_runner.close()
+        raise
+    return dask_runner
 
 
 def _check_tasks(tasks) -> list[Task]:

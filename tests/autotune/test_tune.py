@@ -156,13 +156,6 @@ def test_a_task_that_never_builds_is_recorded_and_tune_returns(tmp_path, backend
     assert record.error.startswith("build:") and "tensorlang_test_no_such_function" in record.error
 
 
-def test_cluster_is_not_supported_yet(tmp_path):
-    task = autotune.Task(wl.matmul, args=(32, 32, 32))
-    with pytest.raises(UserError, match="issue 9"):
-        autotune.tune([task], trials=8, database=tmp_path / "t.db", cluster="host:9190")
-    assert not (tmp_path / "t.db").exists()
-
-
 def test_apply_best_without_a_database_gives_the_default_schedule(tmp_path):
     task = autotune.Task(wl.matmul, args=(64, 64, 64))
     missing = tmp_path / "missing.db"
