@@ -230,6 +230,7 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
             raise UserError(f"graph.build: function parameters must be Vars, got {p!r}")
     lib = Library(mod, steps, num_compiled=len(kernels),
                   device="cuda" if is_cuda_target(target) else "cpu")
+    lib.target, lib.database = target, database  # what export_library rebuilds with
     if specializer is not None:
         lib.specializations = _specializations(mod, specializer, target, database, vendor,
                                                layout)

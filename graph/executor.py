@@ -66,6 +66,7 @@ class Library:
         self.num_compiled = num_compiled
         self.groups = [s.name for s in steps]
         self.specializations = None  # per-size libraries of a model with symbolic dims
+        self.target, self.database = None, None  # set by graph.build
         self._device_runner = None
         if device == "cuda":  # device slots, allocated at the first run (graph/gpu.py)
             from .gpu import DeviceRunner
@@ -245,6 +246,17 @@ class Library:
                 if rep:
                     times[step.name] += time.perf_counter() - start
         return sorted(((name, t / number) for name, t in times.items()), key=lambda p: -p[1])
+
+    def export_library(self, path, database=None, prefix: str = "model") -> None:
+        """Write this CPU-built model as one shared library ``path`` with a plain C API, and
+        its header beside it (same stem, ``.h``); BLAS groups become our own kernels there.
+        See :func:`graph.export.export_library` for the arguments and errors.
+
+        Example:
+            >>> lib.export_library("model.so"); m = graph.load_library("model.so")  # doctest: +SKIP
+        """
+        from .export import export_library  # graph/export.py imports this module
+        export_library(self, path, database=database, prefix=prefix)
 
     def __repr__(self):
         device = f", device={self.device!r}" if self.device != "cpu" else ""
