@@ -1,7 +1,7 @@
 """A kernel compilation worker (see :mod:`graph.compile`): reads one JSON job per line on stdin
 (``name``, ``spec``, ``target``, ``database``, ``path``; ``target_key`` for CUDA), compiles the
-group and writes it at ``path`` (a shared library; for CUDA the pickled CudaModule with its
-cubin), and answers ``ok`` or ``error <message>`` on one line."""
+group and writes it at ``path`` (a shared library, its LLVM IR at ``path + ".ll"``; for CUDA
+the pickled CudaModule with its cubin), and answers ``ok`` or ``error <message>`` on one line."""
 from __future__ import annotations
 
 import json
@@ -20,8 +20,11 @@ def main() -> None:
                 with open(job["path"], "wb") as f:
                     pickle.dump(module, f)
             else:
-                _compile_here(job["name"], job["spec"], job["target"], job["database"]) \
-                    .export_library(job["path"])
+                kernel = _compile_here(job["name"], job["spec"], job["target"],
+                                       job["database"])
+                kernel.export_library(job["path"])
+                with open(job["path"] + ".ll", "w") as f:  # the IR, which the .so lacks
+                    f.write(kernel.get_source("ll"))
             reply = "ok"
         except Exception as err:  # noqa: BLE001 - the parent compiles it again to raise it
             reply = "error " + " ".join(str(err).split())[:500]

@@ -218,7 +218,6 @@ def _compile_parallel(todo: dict, target: str, database, workers: int,
     import queue
     import subprocess
     import sys
-    from tensorlang.runtime.module import load_module
     folder = tempfile.mkdtemp(dir=_libraries())
     database = os.fspath(database) if database is not None else None
     # the costliest groups (longest specs: convolutions with their fused consumers) first
@@ -287,11 +286,23 @@ def _compile_parallel(todo: dict, target: str, database, workers: int,
             kernels[spec] = _load_pickled(done[spec]) if spec in done else \
                 _compile_cuda_here(name, spec, target, database, cuda_key)
             continue
-        kernels[spec] = load_module(done[spec]) if spec in done else \
+        kernels[spec] = _load_compiled(done[spec]) if spec in done else \
             _compile_here(name, spec, target, database)
         if spec not in done and on_ready is not None:
             on_ready()
     return kernels
+
+
+def _load_compiled(path: str):
+    """A worker's kernel library, with the LLVM IR it wrote beside it (for ``get_source`` and
+    ``export_library``)."""
+    from tensorlang.runtime.module import load_module
+    try:
+        with open(path + ".ll") as f:
+            ir_text = f.read()
+    except OSError:
+        ir_text = None
+    return load_module(path, ir_text=ir_text)
 
 
 def _load_pickled(path: str):

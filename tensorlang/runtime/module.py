@@ -529,8 +529,9 @@ def register_parallel_launch(provider: Callable[[], "int | None"]) -> None:
     _launch_provider[:] = [provider]
 
 
-def load_module(path: str | os.PathLike) -> Module:
-    """Load a library written by :meth:`Module.export_library`.
+def load_module(path: str | os.PathLike, ir_text: str | None = None) -> Module:
+    """Load a library written by :meth:`Module.export_library`; ``ir_text``, when the caller
+    kept it, is the module's LLVM IR (``get_source()``), which the library itself does not hold.
 
     Raises:
         UserError: the file is missing or is not a tensorlang library.
@@ -561,4 +562,4 @@ def load_module(path: str | os.PathLike) -> Module:
         ctypes.c_void_p.in_dll(library, launch).value = pool
     return Module(signature, address(signature.entry),
                   bench_address=address(info["bench"]) if info.get("bench") else None,
-                  keepalive=library, library_path=path)
+                  keepalive=library, library_path=path, ir_text=ir_text)
