@@ -483,3 +483,77 @@ class Database:
                f"FROM runs {where} ORDER BY started, rowid")
         rows = self._read(lambda c: c.execute(sql, params).fetchall())
         return [RunInfo(r[0], json.loads(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
+# -- merging -----------------------------------------------------------------------------------
+
+def merge_databases(sources: Iterable[str | os.PathLike | Database],
+                    dest: str | os.PathLike | Database) -> int:
+    """Copy the records of ``sources`` into ``dest`` without duplicates; returns how many
+    records were added.
+
+    A duplicate has the same task key, target and schedule as a record already in ``dest`` or
+    added earlier in the merge: the first one seen is kept (``dest``'s own, then the sources in
+    order, oldest record first). The tuning runs the records belong to are copied too (so
+    ``tune``'s transfer learning finds their tasks). ``dest`` is created when missing and
+    written in one transaction; a source file must exist, and one that is ``dest`` itself is
+    skipped.
+
+    Raises:
+        UserError: a source file is missing, or a file is not a tensorlang tuning database.
+
+    Example:
+        >>> merge_databases(["machine_a.db", "machine_b.db"], "all.db")   # doctest: +SKIP
+        412
+    """
+    target = dest if isinstance(dest, Database) else Database(dest)
+    rows: list[tuple] = []
+    runs: list[tuple] = []
+    try:
+        for source in sources:
+            if not isinstance(source, Database):
+                path = os.fspath(source)
+                if path != ":memory:" and not os.path.exists(path):
+                    raise UserError(f"merge_databases: no such tuning database {path!r}")
+                if _same_file(path, target.path):
+                    continue
+            db = source if isinstance(source, Database) else Database(source)
+            try:
+                rows += db._read(lambda c: c.execute(
+                    f"SELECT {_COLUMNS} FROM records ORDER BY created, id").fetchall())
+                runs += db._read(lambda c: c.execute(
+                    "SELECT run_id, meta, started, finished FROM runs").fetchall())
+            finally:
+                if db is not source:
+                    db.close()
+
+        def insert(conn: sqlite3.Connection) -> int:
+            seen: set = set()
+            added = 0
+            dup = ("SELECT 1 FROM records WHERE task_key = ? AND target = ? AND schedule_hash = ? "
+                   "AND schedule = ? LIMIT 1")
+            for row in rows:
+                new = Database._row(Database._record(row))
+                key = (new[0], new[1], new[4], new[3])
+                if key in seen or conn.execute(dup, key).fetchone() is not None:
+                    continue
+                seen.add(key)
+                conn.execute(_INSERT, new)
+                added += 1
+            conn.executemany("INSERT OR IGNORE INTO runs (run_id, meta, started, finished) "
+                             "VALUES (?, ?, ?, ?)", runs)
+            return added
+        return target._write(insert)
+    finally:
+        if target is not dest:
+            target.close()
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return a != ":memory:" and b != ":memory:" and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+__all__ += ["merge_databases"]

@@ -284,3 +284,25 @@ def test_survives_sigkill_mid_write(tmp_path):
             assert json.loads(r.schedule) == {"i": i}
             assert r.extra["pad"] == "x" * 20000 and r.run_id == "kill"
         assert d._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_merge_databases_without_duplicates(tmp_path):
+    from autotune.database import merge_databases
+    a, b, out = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "out.db"
+    with Database(a) as d:
+        d.start_run("ra", {"tasks": ["k"]})
+        d.commit_records([_rec(schedule=f"s{i}", created=float(i), run_id="ra")
+                          for i in range(3)])
+    with Database(b) as d:
+        d.commit_records([_rec(schedule="s1", costs=(5.0,), created=10.0),  # same schedule
+                          _rec(schedule="s9", created=11.0),
+                          _rec(schedule="s0", target="other", created=12.0)])
+    assert merge_databases([a, b], out) == 5
+    with Database(out) as d:
+        assert d.count() == 5
+        assert [r.costs for r in d.records("k", TARGET) if r.schedule == "s1"] == [(1e-3,)]
+        assert d.run("ra").meta == {"tasks": ["k"]}
+    assert merge_databases([a, b, out], out) == 0  # all duplicates; out itself is skipped
+    with pytest.raises(UserError, match="missing.db"):
+        merge_databases([tmp_path / "missing.db"], out)
+    assert not (tmp_path / "missing.db").exists()
