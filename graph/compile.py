@@ -1,9 +1,10 @@
 """Compile the kernels of a build: each distinct group spec once, in parallel worker processes,
 and cached in this process across builds.
 
-A group's kernel depends only on its spec (the JSON text of its ops and input types), the target
-and the tuning records that apply to it, so :func:`compile_kernels` keys a process-wide cache by
-``(spec, target, database identity)``: building the same model twice, or two models that share
+A group's kernel depends only on its spec (the JSON text of its ops and input types), the target,
+the thread-pool size its parallel loops are split for and the tuning records that apply to it,
+so :func:`compile_kernels` keys a process-wide cache by ``(spec, target, threads, database
+identity)``: building the same model twice, or two models that share
 layers, compiles each kernel once. Kernels not in the cache are compiled by worker processes
 (``python -m graph._compile_worker``: fresh interpreters, so neither the parent's LLVM state and
 thread pool nor its ``__main__`` script are inherited), fed one spec at a time; a worker
@@ -158,9 +159,11 @@ def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "au
             progress(len(kernels), len(kernels))
         return kernels
     db_key = _database_key(database)
+    # parallel loops are split for the pool size at compile time: a kernel is cached per size
+    threads = tl.runtime.get_num_threads()
     kernels, todo = {}, {}
     for name, spec in jobs:
-        key = (spec, target, db_key)
+        key = (spec, target, threads, db_key)
         if spec in kernels or spec in todo:
             continue
         if db_key is not False and key in _CACHE:
@@ -180,7 +183,7 @@ def compile_kernels(jobs, target: str = "llvm", database=None, vendor: str = "au
     if db_key is not False:
         with _lock:
             for spec in todo:
-                _CACHE[(spec, target, db_key)] = kernels[spec]
+                _CACHE[(spec, target, threads, db_key)] = kernels[spec]
             while len(_CACHE) > _CACHE_LIMIT:
                 _CACHE.pop(next(iter(_CACHE)))
     return kernels
@@ -235,6 +238,8 @@ def _compile_parallel(todo: dict, target: str, database, workers: int,
         pending.put(job)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
+    # kernels split parallel loops for this process's pool size, whatever set it
+    env["TENSORLANG_NUM_THREADS"] = str(tl.runtime.get_num_threads())
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
     if cuda_key:  # compile workers must not open the GPU (NVRTC runs without one)
         env["CUDA_VISIBLE_DEVICES"] = ""
