@@ -9,8 +9,10 @@ Example::
 """
 from .build import build
 from .executor import Library
-from .frontend import from_onnx
+from .frontend import from_onnx, from_torch
 from .ir import Module
+from .loaded import load_library
 from .tune import extract_tasks, tune
 
-__all__ = ["from_onnx", "build", "tune", "extract_tasks", "Library", "Module"]
+__all__ = ["from_onnx", "from_torch", "build", "tune", "extract_tasks", "Library", "Module",
+           "load_library"]

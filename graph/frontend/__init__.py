@@ -1,4 +1,5 @@
-"""Model importers: ONNX (``from_onnx``)."""
+"""Model importers: ONNX (``from_onnx``), PyTorch (``from_torch``, through torch.export)."""
 from .onnx import from_onnx
+from .torch import from_torch
 
-__all__ = ["from_onnx"]
+__all__ = ["from_onnx", "from_torch"]

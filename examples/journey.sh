@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The main job from a shell, on one of the real models that the `onnx` package ships (their
+# weights are constants, so random inputs give near-uniform outputs; the work per layer is the
+# real model's): tune its heaviest kernels into the default SQLite database, compile it to a
+# shared library with those records, run the library, time it beside ONNX Runtime, and write
+# the HTML tuning report.
+#
+#   bash examples/journey.sh                 # ResNet-50, 32 trials
+#   MODEL=squeezenet TRIALS=64 bash examples/journey.sh
+#
+# Run it again to go on tuning: the database keeps every measurement.
+set -euo pipefail
+MODEL_NAME=${MODEL:-resnet50}
+TRIALS=${TRIALS:-32}
+DB=${DB:-tuning.db}
+OUT=${OUT:-journey_out}
+mkdir -p "$OUT"
+MODEL_PATH=$(python -c "from graph.light_models import light_model_path; print(light_model_path('$MODEL_NAME'))")
+INPUT=$(python - "$MODEL_PATH" "$OUT/input.npy" <<'PY'
+import sys, numpy as np, graph
+mod = graph.from_onnx(sys.argv[1])
+param = mod.function.params[0]
+np.save(sys.argv[2], np.random.default_rng(0).standard_normal(param.type.shape).astype(param.type.dtype))
+print(mod.input_names[0])
+PY
+)
+set -x
+tensorlang inspect "$MODEL_PATH"
+tensorlang tune "$MODEL_PATH" --trials "$TRIALS" --database "$DB" --report "$OUT/report.html"
+tensorlang compile "$MODEL_PATH" --database "$DB" -o "$OUT/model.so"
+tensorlang run "$OUT/model.so" --input "$INPUT=$OUT/input.npy" --output "$OUT/outputs"
+tensorlang bench "$MODEL_PATH" --database "$DB" --threads 1,2
