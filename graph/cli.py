@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
   tensorlang tune model.onnx --trials 200 --database tuning.db
   tensorlang tune model.onnx --trials 200 --database tuning.db   # again: 200 more trials
   tensorlang tune model.onnx --trials 64 --database tuning.db --report report.html
+  tensorlang tune model.onnx --trials 2000 --database tuning.db --cluster tcp://host:8786
 
 Tuning is resumable: every measurement is stored in the database as it is made, so an
 interrupted run loses nothing, and running the same command again continues from the records
@@ -120,6 +121,10 @@ already there (never measuring a schedule twice).""", "tune", common)
     p.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S",
                    help="seconds one candidate may run (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default: 0)")
+    p.add_argument("--cluster", metavar="tcp://HOST:8786",
+                   help="build and measure on the workers of this Dask scheduler (the "
+                        "distributed extra; start workers with 'dask worker ADDRESS "
+                        "--resources measure=1'); search and database stay here")
     p.add_argument("--report", metavar="FILE.html",
                    help="write an HTML report (tuning curves, best loops, time per group)")
     _model_options(p, "the tuning database (SQLite; created when missing; default: "

@@ -191,7 +191,8 @@ def tune_command(args: argparse.Namespace) -> int:
     try:
         summaries = graph.tune(mod, target=args.target, trials=args.trials,
                                database=args.database, timeout=args.timeout, seed=args.seed,
-                               progress=_show_progress(args))
+                               progress=_show_progress(args),
+                               cluster=getattr(args, "cluster", None))
     except KeyboardInterrupt:
         with Database(args.database) as db:
             done = db.count() - before

@@ -54,7 +54,7 @@ import numpy as np
 
 import tensorlang as tl
 from autotune.task import Task, workload
-from codegen.llvm.blas import SHIMS
+from codegen.llvm.blas import PART_SHIMS, SHIMS
 from codegen.llvm.export import find_compiler
 from codegen.llvm.target import parse_target, target_machine
 from tensorlang import ops as T
@@ -195,7 +195,8 @@ def _exportable(step, database):
 
 def _calls_blas(ir_text, spec: str | None = None, target: str | None = None) -> bool:
     if ir_text is not None:
-        return any(re.search(rf"declare [^\n]*@{name}\(", ir_text) for name in SHIMS)
+        return any(re.search(rf"declare [^\n]*@{name}\(", ir_text)
+                   for name in (*SHIMS, *PART_SHIMS))
     task = Task(group_workload, args=(spec,), target=target)
     return any(isinstance(t.op, ExternOp) for t in _all_tensors(task.outputs))
 

@@ -18,9 +18,16 @@ exports (PyCapsules); each shim reads its pointer from a global set when the shi
 
 Threads: scipy's bundled OpenBLAS runs its own thread pool (sized by ``OPENBLAS_NUM_THREADS``,
 all cores when unset), independent of tensorlang's. A BLAS call from inside one of our parallel
-loops would start BLAS threads on top of ours and oversubscribe the cores, so a BLAS extern must
-not be placed inside a parallel loop: :func:`ensure_symbol` refuses it at code generation with
-``UnsupportedOpError``. Parallelism for a BLAS stage comes from the BLAS itself.
+loops would start BLAS threads on top of ours and oversubscribe the cores, so ``tl_blas_sgemm``
+/ ``tl_blas_dgemm`` must not be placed inside a parallel loop: :func:`ensure_symbol` refuses it
+at code generation with ``UnsupportedOpError``. The exception is made for that purpose::
+
+    void tl_blas_sgemm_part(..., same 13 arguments ..., i32 part, i32 parts)
+
+computes part ``part`` of ``parts`` of the same (non-transposed) product: a band of the rows of
+``C`` (and ``A``) when ``m >= n``, else a band of its columns (and ``B``'s). Called from a
+parallel loop over ``part`` with the BLAS held to one thread (``graph.ops.gemm``), the product
+runs on tensorlang's pool.
 
 Modules calling the shims work when JIT-compiled in this process; a shared library exported with
 ``export_library`` does not carry them (the symbols resolve only inside this process).
@@ -35,13 +42,17 @@ from llvmlite import ir
 
 from tensorlang.errors import UnsupportedOpError
 
-__all__ = ["SHIMS", "ensure_symbol", "shim_address"]
+__all__ = ["SHIMS", "PART_SHIMS", "ensure_symbol", "shim_address"]
 
 # shim symbol -> (scipy.linalg.cython_blas routine, LLVM element type)
 SHIMS: dict[str, tuple[str, ir.Type]] = {
     "tl_blas_sgemm": ("sgemm", ir.FloatType()),
     "tl_blas_dgemm": ("dgemm", ir.DoubleType()),
 }
+
+# band-of-the-product shims (callable inside parallel loops) -> the shim they call
+PART_SHIMS: dict[str, str] = {"tl_blas_sgemm_part": "tl_blas_sgemm",
+                              "tl_blas_dgemm_part": "tl_blas_dgemm"}
 
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
@@ -71,6 +82,9 @@ def ensure_symbol(name: str, in_parallel: bool = False) -> None:
         >>> llvm.address_of_symbol("tl_blas_sgemm") != 0
         True
     """
+    if name in PART_SHIMS:
+        shim_address(name)
+        return
     if name not in SHIMS:
         return
     if in_parallel:
@@ -115,7 +129,36 @@ def _shim_module() -> ir.Module:
     module.triple = llvm.get_process_triple()
     for shim, (routine, real) in SHIMS.items():
         _emit_shim(module, shim, routine, real)
+    for part, shim in PART_SHIMS.items():
+        _emit_part_shim(module, part, module.get_global(shim), SHIMS[shim][1])
     return module
+
+
+def _emit_part_shim(module: ir.Module, name: str, whole: ir.Function, real: ir.Type) -> None:
+    """``name(13 arguments of whole, part, parts)``: ``whole`` on one band of the product."""
+    i64 = ir.IntType(64)
+    args = list(whole.function_type.args) + [_I32, _I32]
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name)
+    trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, part, parts = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    size = ir.Constant(i64, 4 if isinstance(real, ir.FloatType) else 8)
+    rows = builder.icmp_signed(">=", m, n)  # split the longer side
+    total = builder.sext(builder.select(rows, m, n), i64)
+    part64, parts64 = builder.sext(part, i64), builder.sext(parts, i64)
+    lo = builder.sdiv(builder.mul(total, part64), parts64)
+    hi = builder.sdiv(builder.mul(total, builder.add(part64, ir.Constant(i64, 1))), parts64)
+    count = builder.trunc(builder.sub(hi, lo), _I32)
+    with builder.if_then(builder.icmp_signed(">", count, ir.Constant(_I32, 0))):
+        def offset(pointer, elements):
+            return builder.gep(pointer, [builder.mul(elements, size)])
+        row_a = offset(a, builder.mul(lo, builder.sext(lda, i64)))
+        row_c = offset(c, builder.mul(lo, builder.sext(ldc, i64)))
+        col_b, col_c = offset(b, lo), offset(c, lo)
+        builder.call(whole, [
+            trans_a, trans_b, builder.select(rows, count, m), builder.select(rows, n, count), k,
+            alpha, builder.select(rows, row_a, a), lda, builder.select(rows, b, col_b), ldb,
+            beta, builder.select(rows, row_c, col_c), ldc])
+    builder.ret_void()
 
 
 def _emit_shim(module: ir.Module, shim: str, routine: str, real: ir.Type) -> None:
@@ -174,4 +217,7 @@ def _load_shims() -> llvm.ExecutionEngine:
         ctypes.c_void_p.from_address(slot).value = pointers[shim]
         _addresses[shim] = engine.get_function_address(shim)
         llvm.add_symbol(shim, _addresses[shim])
+    for part in PART_SHIMS:
+        _addresses[part] = engine.get_function_address(part)
+        llvm.add_symbol(part, _addresses[part])
     return engine

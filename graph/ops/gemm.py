@@ -15,8 +15,8 @@ im2col and weight slice as compute stages) and a stage that puts the groups toge
 from __future__ import annotations
 
 from tensorlang import math as tm
-from tensorlang.expr import cast, const
-from tensorlang.ir.stmt import Evaluate
+from tensorlang.expr import Var, cast, const
+from tensorlang.ir.stmt import PARALLEL, Evaluate, For
 from tensorlang.math import call_extern
 from tensorlang.ops._util import const_int
 from tensorlang.tensor import compute, extern
@@ -38,13 +38,30 @@ def use_blas_conv2d(data, weight, groups: int) -> bool:
     return n == 1 and cig * groups == ci and co % groups == 0 and cig * (co // groups) >= 64
 
 
+# a product is cut into bands of at least this many rows or columns, at most MAX_BANDS of them
+MIN_BAND, MAX_BANDS = 32, 16
+
+
+def gemm_bands(m: int, n: int) -> int:
+    """How many bands :func:`_gemm_call` cuts an ``m x n`` product into (1: one call)."""
+    return max(1, min(MAX_BANDS, max(m, n) // MIN_BAND))
+
+
 def _gemm_call(m: int, n: int, k: int):
-    """The extern body ``C[m, n] = A[m, k] @ B[k, n]`` (row-major) by ``tl_blas_sgemm``."""
+    """The extern body ``C[m, n] = A[m, k] @ B[k, n]`` (row-major): a parallel loop over bands
+    of the longer side, each one ``tl_blas_sgemm_part`` call (codegen/llvm/blas.py), so the
+    product runs on tensorlang's thread pool with the BLAS itself on one thread (see
+    :func:`single_threaded_blas`)."""
+    bands = gemm_bands(m, n)
+
     def gemm(ins, outs):
         a, b = ins
-        return Evaluate(call_extern(
-            "void", "tl_blas_sgemm", 0, 0, _i32(m), _i32(n), _i32(k), const(1.0, "float32"),
-            a.data, _i32(k), b.data, _i32(n), const(0.0, "float32"), outs[0].data, _i32(n)))
+        part = Var("band", "int32")
+        call = Evaluate(call_extern(
+            "void", "tl_blas_sgemm_part", 0, 0, _i32(m), _i32(n), _i32(k),
+            const(1.0, "float32"), a.data, _i32(k), b.data, _i32(n), const(0.0, "float32"),
+            outs[0].data, _i32(n), part, _i32(bands)))
+        return For(part, const(0, "int32"), const(bands, "int32"), PARALLEL, call)
 
     return gemm
 

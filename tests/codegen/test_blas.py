@@ -178,6 +178,27 @@ def test_shim_called_directly_with_strides_and_beta():
     np.testing.assert_allclose(c_full[:, :5], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("m,n", [(37, 5), (5, 37), (16, 16), (3, 2)])
+def test_part_shim_bands_assemble_the_whole_product(m, n):
+    # tl_blas_sgemm_part: band `part` of `parts` (rows when m >= n, else columns), strided
+    ptr = ctypes.c_void_p
+    part = ctypes.CFUNCTYPE(None, *[ctypes.c_int32] * 5, ctypes.c_float, ptr, ctypes.c_int32,
+                            ptr, ctypes.c_int32, ctypes.c_float, ptr, ctypes.c_int32,
+                            ctypes.c_int32, ctypes.c_int32)(
+        llvm_blas.shim_address("tl_blas_sgemm_part"))
+    k = 7
+    a_full, b_full = _rand((m, k + 3)), _rand((k, n + 2))
+    c_full = np.full((m, n + 4), 9.0, np.float32)
+    parts = 4  # more bands than rows or columns in the small cases: empty bands do nothing
+    for p in range(parts):
+        part(0, 0, m, n, k, 1.0, a_full.ctypes.data, k + 3, b_full.ctypes.data, n + 2, 0.0,
+             c_full.ctypes.data, n + 4, p, parts)
+    np.testing.assert_allclose(c_full[:, :n], a_full[:, :k] @ b_full[:, :n], rtol=1e-5,
+                               atol=1e-5)
+    assert (c_full[:, n:] == 9.0).all()  # nothing written past the columns of C
+    llvm_blas.ensure_symbol("tl_blas_sgemm_part", in_parallel=True)  # made for parallel loops
+
+
 def test_blas_stage_computed_inside_a_parallel_loop_is_refused_at_build():
     X = tl.placeholder((8, 16), name="X")
     W = tl.placeholder((4, 16), name="W")

@@ -73,7 +73,7 @@ def test_help_lists_every_command_with_examples(capsys):
         text = capsys.readouterr().out
         assert "examples:" in text and "tensorlang " + command[0] in text, command
         if command == ["tune"]:
-            assert "resumable" in text
+            assert "resumable" in text and "--cluster" in text
 
 
 @pytest.mark.skipif(shutil.which("tensorlang") is None,
