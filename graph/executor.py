@@ -86,39 +86,20 @@ class Library:
 
     # -- memory plan --------------------------------------------------------------------------
     def _plan_memory(self) -> None:
+        from .memory_plan import plan_slots
         outputs = {value_key(o) for o in self._outputs}
-        last_use: dict = {}
-        for i, step in enumerate(self._steps):
-            for a in step.inputs:
-                last_use[value_key(a)] = i
-        free: list[np.ndarray] = []     # slots not in use
-        holder: dict = {}  # value key -> its slot while alive
-        slots: list[np.ndarray] = []
+        # 8-byte granules: every dtype's views of a slot stay aligned
+        sizes, slot_of, self.naive_bytes = plan_slots(self._steps, outputs, keep_outputs=False,
+                                                      granule=8)
+        slots = [np.empty(size // 8, np.float64).view(np.uint8) for size in sizes]
         self._views: dict = {}
-        self.naive_bytes = 0
-        for i, step in enumerate(self._steps):
+        for step in self._steps:
             for out in step.outputs:
                 key = value_key(out)
-                if key in outputs:
-                    continue
-                need = out.type.nbytes
-                self.naive_bytes += need
-                fits = [s for s in free if s.nbytes >= need]
-                slot = min(fits, key=lambda s: s.nbytes) if fits else None
-                if slot is None:  # a new slot (8-byte elements keep every dtype aligned)
-                    slot = np.empty(max(1, -(-need // 8)), np.float64).view(np.uint8)
-                    slots.append(slot)
-                else:  # by identity: list.remove would compare arrays elementwise
-                    del free[next(k for k, s in enumerate(free) if s is slot)]
-                holder[key] = slot
-                self._views[key] = slot[:need].view(out.type.dtype).reshape(out.type.shape)
-            for a in step.inputs:  # the output slots are taken first: no aliasing of inputs
-                if last_use.get(value_key(a)) == i and value_key(a) in holder:
-                    free.append(holder.pop(value_key(a)))
-            for out in step.outputs:  # computed but never read
-                key = value_key(out)
-                if key in holder and key not in last_use:
-                    free.append(holder.pop(key))
+                if key in slot_of and key not in self._views:
+                    need = out.type.nbytes
+                    self._views[key] = slots[slot_of[key]][:need].view(out.type.dtype) \
+                        .reshape(out.type.shape)
         self.planned_bytes = sum(s.nbytes for s in slots)
 
     # -- running ------------------------------------------------------------------------------

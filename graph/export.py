@@ -68,6 +68,7 @@ from .executor import value_key
 from .export_c import KernelCall, Plan, TensorInfo, header_text, kernel_symbol, plan_source, \
     weights_assembly
 from .ir import Call, Constant, TensorType, TupleGetItem, Var
+from .memory_plan import plan_slots
 from .ops import get_op, placeholders
 
 ALIGN = 64
@@ -307,39 +308,10 @@ def _nbytes(t: TensorType) -> int:
 
 
 def _plan_workspace(steps: list, output_keys: set) -> tuple[dict, int]:
-    """``({value key: byte offset}, workspace bytes)`` for every intermediate value: slots are
-    reused best-fit once the values in them are dead (as the in-process executor plans them),
-    then laid out one after another, 64-byte aligned."""
-    last_use: dict = {}
-    for i, step in enumerate(steps):
-        for a in step.inputs:
-            last_use[value_key(a)] = i
-    sizes: list[int] = []
-    free: list[int] = []
-    holder: dict = {}
-    slot_of: dict = {}
-    for i, step in enumerate(steps):
-        for out in step.outputs:
-            key = value_key(out)
-            if key in output_keys or key in slot_of:
-                continue
-            need = max(_nbytes(out.type), 1)
-            fits = [s for s in free if sizes[s] >= need]
-            if fits:
-                slot = min(fits, key=lambda s: sizes[s])
-                free.remove(slot)
-            else:
-                slot = len(sizes)
-                sizes.append(need)
-            holder[key] = slot_of[key] = slot
-        for a in step.inputs:  # outputs are placed first: no input shares their memory
-            key = value_key(a)
-            if last_use.get(key) == i and key in holder:
-                free.append(holder.pop(key))
-        for out in step.outputs:
-            key = value_key(out)
-            if key in holder and key not in last_use:
-                free.append(holder.pop(key))
+    """``({value key: byte offset}, workspace bytes)`` for every intermediate value: the
+    executor's plan (graph/memory_plan.py), its slots laid out one after another, 64-byte
+    aligned."""
+    sizes, slot_of, _ = plan_slots(steps, output_keys, keep_outputs=False, size_of=_nbytes)
     offsets, total = [], 0
     for size in sizes:
         offsets.append(total)

@@ -302,45 +302,11 @@ class VendorKernel:
 # -- running --------------------------------------------------------------------------------------
 def plan_slots(steps, outputs) -> tuple:
     """The static device memory plan: ``(slot sizes in bytes, {value key: slot index},
-    naive bytes)``. Values that are dead free their slot for later ones (best fit by size);
-    model outputs keep theirs (they are copied out after the run)."""
+    naive bytes)`` (graph/memory_plan.py); model outputs keep their slots (they are copied out
+    after the run), slots are 256-byte multiples."""
     from .executor import value_key
-    outs = {value_key(o) for o in outputs}
-    last_use: dict = {}
-    for i, step in enumerate(steps):
-        for a in step.inputs:
-            last_use[value_key(a)] = i
-    sizes: list[int] = []
-    free: list[int] = []
-    holder: dict = {}
-    where: dict = {}
-    naive = 0
-    for i, step in enumerate(steps):
-        for out in step.outputs:
-            key = value_key(out)
-            if key in where:
-                continue
-            need = max(1, out.type.nbytes)
-            naive += need
-            fits = [s for s in free if sizes[s] >= need]
-            if fits:
-                slot = min(fits, key=lambda s: sizes[s])
-                free.remove(slot)
-            else:
-                slot = len(sizes)
-                sizes.append(-(-need // 256) * 256)
-            where[key] = slot
-            if key not in outs:
-                holder[key] = slot
-        for a in step.inputs:
-            key = value_key(a)
-            if last_use.get(key) == i and key in holder:
-                free.append(holder.pop(key))
-        for out in step.outputs:
-            key = value_key(out)
-            if key in holder and key not in last_use:
-                free.append(holder.pop(key))
-    return sizes, where, naive
+    from .memory_plan import plan_slots as plan
+    return plan(steps, {value_key(o) for o in outputs}, keep_outputs=True, granule=256)
 
 
 def _is_torch(obj) -> bool:
