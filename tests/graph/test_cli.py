@@ -170,9 +170,6 @@ def test_run_onnx_matches_onnxruntime(tmp_path, model_file):
 
 
 def test_compile_then_run_the_library(tmp_path, model_file):
-    import graph
-    if not hasattr(graph, "load_library"):
-        pytest.skip("graph.export (Library.export_library, graph.load_library) is missing")
     model, path, x = model_file
     result = cli("compile", path, "-o", tmp_path / "mlp.so")
     assert result.returncode == 0, result.stderr
