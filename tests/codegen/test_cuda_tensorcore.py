@@ -2,7 +2,7 @@
 
 Without a GPU: the schedule's loop IR in the interpreter against NumPy, NVRTC to sm_90 / sm_80
 cubins, the refusals of malformed 'tensor_core' nests, and the generated CUDA C run on the CPU
-by g++ (one pthread per CUDA thread, as in test_cuda_codegen.py) with ``mma.sync`` replaced by
+by g++ (one pthread per CUDA thread, as in test_cuda_emulated.py) with ``mma.sync`` replaced by
 a C++ emulation of the PTX ISA's per-lane fragment semantics: every lane publishes its A / B
 fragment registers to a per-warp scratch, a warp barrier, every lane computes its 4 outputs
 from the assembled 16 x 16 A and 16 x 8 B tiles. That checks the generated fragment indexing
@@ -172,7 +172,7 @@ def test_bad_schedule_parameters_are_refused():
 # -- the generated CUDA C on the CPU, mma.sync emulated per lane ---------------------------------
 
 _spec = importlib.util.spec_from_file_location(
-    "_cuda_codegen_harness", os.path.join(os.path.dirname(__file__), "test_cuda_codegen.py"))
+    "_cuda_codegen_harness", os.path.join(os.path.dirname(__file__), "test_cuda_emulated.py"))
 _harness = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_harness)
 
