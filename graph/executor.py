@@ -104,19 +104,7 @@ class Library:
 
     # -- running ------------------------------------------------------------------------------
     def _given(self, args, kwargs) -> dict:
-        """``{input name: value}`` from positional and keyword arguments."""
-        if len(args) > len(self.input_names):
-            raise UserError(f"the model takes {len(self.input_names)} inputs "
-                            f"{list(self.input_names)}, got {len(args)} positional arguments")
-        given = dict(zip(self.input_names, args))
-        for name, value in kwargs.items():
-            if name not in self.input_names:
-                raise UserError(f"the model has no input named {name!r}; its inputs are "
-                                f"{list(self.input_names)}")
-            if name in given:
-                raise UserError(f"input {name!r} is given twice (by position and by name)")
-            given[name] = value
-        return given
+        return given_inputs(self.input_names, args, kwargs)
 
     def _missing(self, name: str) -> UserError:
         return UserError(f"input {name!r} is missing; the model's inputs are "
@@ -245,6 +233,23 @@ class Library:
                 f"kernels={self.num_kernels}{device})")
 
 
+def given_inputs(input_names, args, kwargs) -> dict:
+    """``{input name: value}`` from positional (in ``input_names`` order) and keyword
+    arguments; a UserError for too many, unknown or doubly given inputs."""
+    if len(args) > len(input_names):
+        raise UserError(f"the model takes {len(input_names)} inputs {list(input_names)}, got "
+                        f"{len(args)} positional arguments")
+    given = dict(zip(input_names, args))
+    for name, value in kwargs.items():
+        if name not in input_names:
+            raise UserError(f"the model has no input named {name!r}; its inputs are "
+                            f"{list(input_names)}")
+        if name in given:
+            raise UserError(f"input {name!r} is given twice (by position and by name)")
+        given[name] = value
+    return given
+
+
 def _torch_int16():
     import torch
     return torch.int16
@@ -294,4 +299,4 @@ def host_array(value, name: str) -> np.ndarray:
     return np.asarray(value)
 
 
-__all__ = ["Library", "Step", "value_key", "host_array"]
+__all__ = ["Library", "Step", "value_key", "host_array", "given_inputs"]

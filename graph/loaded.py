@@ -80,18 +80,8 @@ class LoadedLibrary:
 
     # -- running ---------------------------------------------------------------------------
     def _given(self, args, kwargs) -> dict:
-        if len(args) > len(self.input_names):
-            raise UserError(f"the model takes {len(self.input_names)} inputs "
-                            f"{list(self.input_names)}, got {len(args)} positional arguments")
-        given = dict(zip(self.input_names, args))
-        for name, value in kwargs.items():
-            if name not in self.input_names:
-                raise UserError(f"the model has no input named {name!r}; its inputs are "
-                                f"{list(self.input_names)}")
-            if name in given:
-                raise UserError(f"input {name!r} is given twice (by position and by name)")
-            given[name] = value
-        return given
+        from .executor import given_inputs
+        return given_inputs(self.input_names, args, kwargs)
 
     def _arrays(self, args, kwargs) -> list:
         given = self._given(args, kwargs)
