@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -47,6 +49,7 @@ __all__ = ["MeasureInput", "MeasureResult", "BuildResult", "LocalBuilder", "Loca
 ERROR_KINDS = ("build", "run", "timeout", "crash", "wrong_result")
 _STARTUP_TIMEOUT = 120.0  # seconds for a fresh runner process to import tensorlang
 _RUNS_PER_PROCESS = 256  # loaded libraries stay mapped: restart the runner now and then
+CUTOFF_FLOOR = 0.05  # seconds: below this a first call is fully timed, whatever the ratio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,11 +281,16 @@ def _run_job(job: dict) -> tuple:
         task, arrays, expected = _reference(job["task"], job["seed"], job["check"])
         module = load_module(job["path"])
         copies = [a.copy() for a in arrays]
+        start = time.perf_counter()
         module(*copies)
+        first = time.perf_counter() - start
         if job["check"]:
             mismatch = _compare(task, copies, expected)
             if mismatch:
                 return (), mismatch, "wrong_result"
+        cutoff = job.get("cutoff_seconds")
+        if cutoff is not None and first > cutoff:
+            return (first,), None, None  # far slower than the best: one call says enough
         if job["flush_cache"]:
             costs = _time_flushed(module, copies, job)
         else:
@@ -374,6 +382,12 @@ class LocalRunner:
         check_correctness: compare the outputs on random inputs with ``task.reference_outputs``
             (rtol = atol = 1e-3 for float32); a mismatch is ``"wrong_result"``.
         seed: the seed of ``task.random_inputs``.
+        cutoff: a candidate whose first (checking) call takes longer than ``cutoff`` times the
+            best time known to the caller (``run(..., best=)``, then the best of the batch so
+            far), and longer than ``CUTOFF_FLOOR`` seconds, is not timed further: its one call
+            is its one cost. On the first batches of a search most candidates are tens of times
+            slower than the eventual best, and timing each of them in full dominated the
+            tuning time. 0 turns it off.
 
     Example::
 
@@ -387,10 +401,13 @@ class LocalRunner:
     def __init__(self, timeout: float = 10.0, number: int = 3, repeat: int = 3,
                  min_repeat_ms: float = 0, flush_cache: bool = False,
                  check_correctness: bool = True, seed: int = 0,
-                 start_method: str = "spawn") -> None:
+                 start_method: str = "spawn", cutoff: float = 5.0) -> None:
         if number < 1 or repeat < 1:
             raise UserError(f"LocalRunner needs number >= 1 and repeat >= 1, got "
                             f"number={number}, repeat={repeat}")
+        if not isinstance(cutoff, (int, float)) or cutoff < 0 or (0 < cutoff < 1):
+            raise UserError(f"LocalRunner: cutoff must be 0 (off) or a ratio >= 1, got {cutoff!r}")
+        self.cutoff = float(cutoff)
         self.timeout = float(timeout)
         self.number, self.repeat, self.min_repeat_ms = int(number), int(repeat), min_repeat_ms
         self.flush_cache, self.check_correctness, self.seed = flush_cache, check_correctness, seed
@@ -399,20 +416,35 @@ class LocalRunner:
         self._conn = None
         self._runs = 0
 
-    def run(self, inputs: Sequence[MeasureInput],
-            builds: Sequence[BuildResult]) -> list[MeasureResult]:
-        """One :class:`MeasureResult` per input; failed builds pass their error through."""
+    def run(self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult],
+            best: float | None = None) -> list[MeasureResult]:
+        """One :class:`MeasureResult` per input; failed builds pass their error through.
+        ``best``: the best seconds per call known for these inputs' task (see ``cutoff``)."""
         if len(inputs) != len(builds):
             raise UserError(f"LocalRunner.run: {len(inputs)} inputs but {len(builds)} builds")
-        return [self.run_one(inp, b) for inp, b in zip(inputs, builds)]
+        results = []
+        one_task = len({json.dumps(i.task_dict, sort_keys=True) for i in inputs}) == 1
+        for inp, b in zip(inputs, builds):
+            res = self.run_one(inp, b, best=best)
+            if res.ok and one_task:
+                best = res.mean_cost if best is None else min(best, res.mean_cost)
+            results.append(res)
+        return results
 
-    def run_one(self, inp: MeasureInput, build: BuildResult) -> MeasureResult:
+    def cutoff_seconds(self, best: float | None) -> float | None:
+        """Past how many seconds a first call ends the timing of a candidate (None: never)."""
+        if not self.cutoff or best is None or not math.isfinite(best) or best <= 0:
+            return None
+        return max(self.cutoff * best, CUTOFF_FLOOR)
+
+    def run_one(self, inp: MeasureInput, build: BuildResult,
+                best: float | None = None) -> MeasureResult:
         if build.path is None:
             return MeasureResult((), build.error, build.error_kind or "build", build.seconds)
         job = {"task": inp.task_dict, "path": build.path, "number": self.number,
                "repeat": self.repeat, "min_repeat_ms": self.min_repeat_ms,
                "flush_cache": self.flush_cache, "check": self.check_correctness,
-               "seed": self.seed}
+               "seed": self.seed, "cutoff_seconds": self.cutoff_seconds(best)}
         start = time.perf_counter()
         costs, error, kind = self._send(job)
         return MeasureResult(tuple(costs), error, kind, build.seconds,
@@ -502,16 +534,18 @@ class LocalRunner:
 # -- together ---------------------------------------------------------------------------------
 
 def measure(inputs: Sequence[MeasureInput], builder: LocalBuilder | None,
-            runner) -> list[MeasureResult]:
+            runner, best: float | None = None) -> list[MeasureResult]:
     """Build then run ``inputs``; one result per input, in order. Libraries are removed after.
 
     A ``runner`` that builds as well (it has ``measure(inputs)``, as
-    ``measure_dask.DaskRunner``) measures the inputs alone; ``builder`` is then unused."""
+    ``measure_dask.DaskRunner``) measures the inputs alone; ``builder`` is then unused.
+    ``best``: the best seconds per call known for the inputs' task, so that the runner can stop
+    timing a candidate far slower than it (``LocalRunner``'s ``cutoff``)."""
     if hasattr(runner, "measure"):
-        return runner.measure(inputs)
+        return runner.measure(inputs, best=best)
     builds = builder.build(inputs)
     try:
-        return runner.run(inputs, builds)
+        return runner.run(inputs, builds, best=best)
     finally:
         for b in builds:
             if b.path:

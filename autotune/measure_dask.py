@@ -209,7 +209,8 @@ def _build_on_worker(task_dict: dict, schedule_json: str, timeout: float) -> dic
             "error_kind": built.error_kind, "seconds": built.seconds, "worker": _address()}
 
 
-def _run_on_worker(built: dict, task_dict: dict, schedule_json: str, options: tuple) -> tuple:
+def _run_on_worker(built: dict, task_dict: dict, schedule_json: str, options: tuple,
+                   best: float | None = None) -> tuple:
     """A Dask task holding a measure slot: time one built candidate here, as ``LocalRunner``
     does; ``(costs, error, error_kind, build seconds, run seconds)``."""
     if built["library"] is None:
@@ -226,7 +227,7 @@ def _run_on_worker(built: dict, task_dict: dict, schedule_json: str, options: tu
             if runner is None:
                 runner = _runners[options] = _make_runner(options)
             res = runner.run_one(MeasureInput(task_dict, schedule_json),
-                                 BuildResult(path, None, None, built["seconds"]))
+                                 BuildResult(path, None, None, built["seconds"]), best=best)
     finally:
         os.remove(path)
     return res.costs, res.error, res.error_kind, res.build_seconds, res.run_seconds
@@ -286,6 +287,7 @@ class DaskRunner:
         self.stall_timeout = float(stall_timeout)
         self._run_options = (float(timeout), int(number), int(repeat), float(min_repeat_ms),
                              bool(flush_cache), bool(check_correctness), int(seed))
+        self._best: float | None = None  # the task's best seconds, for the workers' cutoff
         self.client, self._own_client = _connect(cluster, connect_timeout)
         self._targets: set = set()       # target strings the plugin advertises
         self._keys: dict = {}            # task JSON -> (target key, label)
@@ -366,8 +368,11 @@ class DaskRunner:
         return target_resource(self._keys[text][0])
 
     # -- measuring ----------------------------------------------------------------------------
-    def measure(self, inputs: Sequence[MeasureInput]) -> list[MeasureResult]:
-        """Build and measure ``inputs`` on the cluster; one result per input, in order."""
+    def measure(self, inputs: Sequence[MeasureInput],
+                best: float | None = None) -> list[MeasureResult]:
+        """Build and measure ``inputs`` on the cluster; one result per input, in order.
+        ``best``: the best seconds per call known for their task (``LocalRunner.cutoff``)."""
+        self._best = best
         inputs = list(inputs)
         results: list = [None] * len(inputs)
         pending: dict = {}               # run future -> input index
@@ -424,7 +429,8 @@ class DaskRunner:
                                    self.build_timeout, key=f"tensorlang-build-{tag}",
                                    resources={resource: 1}, pure=False)
         run = self.client.submit(_run_on_worker, build, inp.task_dict, inp.schedule_json,
-                                 (kind, *self._run_options), key=f"tensorlang-run-{tag}",
+                                 (kind, *self._run_options), self._best,
+                                 key=f"tensorlang-run-{tag}",
                                  resources={resource: 1, MEASURE_RESOURCE: 1}, priority=1,
                                  pure=False)
         return run, build

@@ -249,7 +249,9 @@ class GPURunner(LocalRunner):
         super()._forget()
         self._prepared = None
 
-    def run_one(self, inp: MeasureInput, build: BuildResult) -> MeasureResult:
+    def run_one(self, inp: MeasureInput, build: BuildResult,
+                best: float | None = None) -> MeasureResult:
+        # ``best`` is not used: GPU candidates run in microseconds, each is timed in full
         if build.path is None:
             return MeasureResult((), build.error, build.error_kind or "build", build.seconds)
         start = time.perf_counter()

@@ -345,7 +345,7 @@ def _tune_batch(state, size, db, builder, runner, model, run_id, done) -> int:
         state.exhausted = True
         return 0
     inputs = [MeasureInput(task.to_dict(), c.schedule_json) for c in batch]
-    results = measure(inputs, builder, runner)
+    results = measure(inputs, builder, runner, best=state.best)
     records = []
     for c, inp, res in zip(batch, inputs, results):
         rec = to_record(task, inp, res, run_id)

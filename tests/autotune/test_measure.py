@@ -121,3 +121,43 @@ def test_measure_result_checks_its_error_kind():
     with pytest.raises(UserError, match="unknown measurement error kind"):
         MeasureResult((), "x", "oops")
     assert MeasureResult((), "x", "run").mean_cost == float("inf")
+
+
+def test_a_candidate_far_slower_than_the_best_is_timed_once(builder, monkeypatch):
+    import autotune.measure as m
+    monkeypatch.setattr(m, "CUTOFF_FLOOR", 0.0)  # let a small, fast task trip the cutoff
+    task, good = _good_input(96)
+    with LocalRunner(number=3, repeat=3) as runner:
+        [full] = measure([good], builder, runner)
+        [cut] = measure([good], builder, runner, best=full.mean_cost / 1000)
+        [kept] = measure([good], builder, runner, best=full.mean_cost)
+    _assert_good(full)
+    _assert_good(kept)  # within 5x of the best: every repeat is timed
+    assert cut.ok and len(cut.costs) == 1
+    # the one cost is a real call of the candidate, not the cutoff
+    assert cut.costs[0] > full.mean_cost / 1000 * 5
+    assert cut.costs[0] < 1.0
+
+
+def test_the_batch_best_so_far_bounds_later_candidates(builder, monkeypatch):
+    import autotune.measure as m
+    monkeypatch.setattr(m, "CUTOFF_FLOOR", 0.0)
+    task = Task(wl.matmul, args=(128, 128, 128))
+    _, fast = _good_input(128)
+    slow_s, _ = task.default_schedule()
+    C = task.outputs[0]
+    slow_s[C].reorder(*reversed(list(slow_s[C].op.axis)))  # column-major walk: far slower
+    slow = MeasureInput(task.to_dict(), slow_s.to_json())
+    with LocalRunner(number=3, repeat=3, cutoff=1.0) as runner:
+        results = measure([fast, slow], builder, runner)
+    _assert_good(results[0])
+    if results[1].costs[0] > results[0].mean_cost:  # slower than the first: timed once
+        assert len(results[1].costs) == 1
+    else:
+        assert len(results[1].costs) == 3
+
+
+@pytest.mark.parametrize("cutoff", [-1, 0.5, "10"])
+def test_runner_refuses_a_bad_cutoff(cutoff):
+    with pytest.raises(UserError, match="cutoff"):
+        LocalRunner(cutoff=cutoff)
