@@ -1,7 +1,9 @@
 """Measurement on a Dask cluster: candidates travel as text, workers build and measure them.
 
-:class:`DaskRunner` is a combined back-end (``measure(inputs) -> list[MeasureResult]``) that
-``tune(cluster=...)`` uses in place of the local builder and runner. Search, cost model and the
+:class:`DaskRunner` is a combined back-end (``measure(inputs) -> list[MeasureResult]``, or
+``submit(inputs)`` then ``collect(batch)``) that ``tune(cluster=...)`` uses in place of the local
+builder and runner; ``tune`` keeps one batch in flight while it searches the next, so the
+client's search overlaps the cluster's builds and measurements. Search, cost model and the
 SQLite database stay on the client; only :class:`~autotune.measure.MeasureInput` s travel, as
 the task's JSON description (its workload is imported by module path on the worker) and the
 schedule's JSON trace, never pickled DSL objects.
@@ -46,6 +48,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -253,6 +256,18 @@ def _address() -> str:
 
 # -- on the client ----------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class _Batch:
+    """Candidates submitted together: their run futures (-> input index), the build future of
+    each run, and the results collected so far."""
+
+    inputs: list
+    best: float | None
+    results: list = dataclasses.field(default_factory=list)
+    pending: dict = dataclasses.field(default_factory=dict)
+    builds: dict = dataclasses.field(default_factory=dict)
+
+
 class DaskRunner:
     """Builds and measures candidates on the workers of a Dask cluster.
 
@@ -287,7 +302,6 @@ class DaskRunner:
         self.stall_timeout = float(stall_timeout)
         self._run_options = (float(timeout), int(number), int(repeat), float(min_repeat_ms),
                              bool(flush_cache), bool(check_correctness), int(seed))
-        self._best: float | None = None  # the task's best seconds, for the workers' cutoff
         self.client, self._own_client = _connect(cluster, connect_timeout)
         self._targets: set = set()       # target strings the plugin advertises
         self._keys: dict = {}            # task JSON -> (target key, label)
@@ -372,22 +386,35 @@ class DaskRunner:
                 best: float | None = None) -> list[MeasureResult]:
         """Build and measure ``inputs`` on the cluster; one result per input, in order.
         ``best``: the best seconds per call known for their task (``LocalRunner.cutoff``)."""
-        self._best = best
-        inputs = list(inputs)
-        results: list = [None] * len(inputs)
-        pending: dict = {}               # run future -> input index
-        builds: dict = {}                # run future -> its build future
-        for i, inp in enumerate(inputs):
-            run, builds[run] = self._submit(inp)
-            pending[run] = i
-        try:
-            self._wait(inputs, results, pending, builds)
-        except BaseException:  # interrupted: the cluster need not finish what nobody records
-            self.client.cancel([*pending, *builds.values()])
-            raise
-        return results
+        return self.collect(self.submit(inputs, best=best))
 
-    def _wait(self, inputs, results: list, pending: dict, builds: dict) -> None:
+    def submit(self, inputs: Sequence[MeasureInput], best: float | None = None) -> _Batch:
+        """Start building and measuring ``inputs``; :meth:`collect` waits for their results.
+        Several batches may be in flight (``tune`` searches the next while one measures)."""
+        batch = _Batch(list(inputs), best)
+        batch.results = [None] * len(batch.inputs)
+        for i, inp in enumerate(batch.inputs):
+            run, batch.builds[run] = self._submit(inp, best)
+            batch.pending[run] = i
+        return batch
+
+    def collect(self, batch: _Batch) -> list[MeasureResult]:
+        """The results of a submitted batch, in order, once every candidate has one."""
+        try:
+            self._wait(batch)
+        except BaseException:  # interrupted: the cluster need not finish what nobody records
+            self.cancel(batch)
+            raise
+        return batch.results
+
+    def cancel(self, batch: _Batch) -> None:
+        """Drop what is left of a submitted batch (its candidates are not recorded)."""
+        self.client.cancel([*batch.pending, *batch.builds.values()])
+        batch.pending.clear()
+        batch.builds.clear()
+
+    def _wait(self, batch: _Batch) -> None:
+        inputs, results, pending, builds = batch.inputs, batch.results, batch.pending, batch.builds
         resubmitted: set = set()
         quiet_since = time.monotonic()
         while pending:
@@ -416,12 +443,12 @@ class DaskRunner:
                     results[i] = outcome
                 elif i not in resubmitted and not isinstance(outcome, distributed.KilledWorker):
                     resubmitted.add(i)
-                    run, builds[run] = self._submit(inputs[i])
+                    run, builds[run] = self._submit(inputs[i], batch.best)
                     pending[run] = i
                 else:
                     results[i] = MeasureResult((), _lost_text(outcome), "crash")
 
-    def _submit(self, inp: MeasureInput):
+    def _submit(self, inp: MeasureInput, best: float | None):
         resource = self._resource_of(inp)
         kind = "cuda" if is_cuda_target(inp.task_dict.get("target", "")) else "llvm"
         tag = uuid.uuid4().hex
@@ -429,7 +456,7 @@ class DaskRunner:
                                    self.build_timeout, key=f"tensorlang-build-{tag}",
                                    resources={resource: 1}, pure=False)
         run = self.client.submit(_run_on_worker, build, inp.task_dict, inp.schedule_json,
-                                 (kind, *self._run_options), self._best,
+                                 (kind, *self._run_options), best,
                                  key=f"tensorlang-run-{tag}",
                                  resources={resource: 1, MEASURE_RESOURCE: 1}, priority=1,
                                  pure=False)

@@ -85,6 +85,7 @@ class _TaskState:
     measured: int = 0           # records in the database (previous and new)
     previous: int = 0
     trials: int = 0
+    proposed: int = 0           # candidates handed to measurement in this call
     errors: int = 0
     exhausted: bool = False
     batches: int = 0
@@ -129,6 +130,8 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
             (``"tcp://host:8786"``) or a ``distributed.Client`` (the ``distributed`` extra);
             see ``autotune.measure_dask.DaskRunner``. Search, cost model and database stay
             here; workers build and measure with the options above. Not with builder/runner.
+            A runner with ``submit`` / ``collect`` / ``cancel`` (as ``DaskRunner``) gets the
+            next batch, searched with the model as it stood, while the current one measures.
         batch_size: candidates measured at a time (the cost model retrains after each batch).
         progress: a one-line progress bar on stderr.
         curve: a path prefix: writes ``prefix.json`` ({task label: [[trial, best GFLOP/s],
@@ -192,14 +195,21 @@ def tune(tasks: "Task | Sequence[Task]", trials: int = 64,
                   for i, t in enumerate(tasks)]
         _pretrain(states, db, model, transfer)
         db.start_run(run_id, {"tasks": [t.to_dict() for t in tasks], "trials": trials})
-        done = 0
-        while done < trials:
-            state = _next_task(states, batch_size)
-            if state is None:
-                break  # every search space is exhausted
-            size = min(batch_size, trials - done)
-            done += _tune_batch(state, size, db, builder, runner, model, run_id, done)
-            bar.update(done, state)
+        if all(hasattr(runner, name) for name in ("submit", "collect", "cancel")):
+            _tune_pipelined(states, trials, batch_size, db, runner, model, run_id, bar)
+        else:
+            done = 0
+            while done < trials:
+                state = _next_task(states, batch_size)
+                if state is None:
+                    break  # every search space is exhausted
+                proposal = _propose(state, min(batch_size, trials - done), model)
+                if proposal is None:
+                    continue
+                batch, inputs = proposal
+                results = measure(inputs, builder, runner, best=state.best)
+                done += _record(state, batch, inputs, results, db, model, run_id)
+                bar.update(done, state)
         if remeasure:
             for state in states:
                 _remeasure(state, db, builder, runner, int(remeasure))
@@ -335,17 +345,57 @@ def _expected_gain(state: _TaskState, batch_size: int, fallback: float) -> float
     return recent + bonus
 
 
-def _tune_batch(state, size, db, builder, runner, model, run_id, done) -> int:
-    task = state.task
+def _tune_pipelined(states, trials, batch_size, db, runner, model, run_id, bar) -> None:
+    """The tuning loop for a runner that takes batches asynchronously (``submit`` and
+    ``collect``, as ``DaskRunner``): batch k+1 is searched and submitted while batch k is
+    built and measured, so the client's search and the cluster's measurements overlap. Batch
+    k+1 is scored by the model as it was before batch k's costs came in."""
+    done = queued = 0
+    flight = None  # (state, batch, inputs, handle)
+    while True:
+        following = None
+        while following is None and done + queued < trials:
+            state = _next_task(states, batch_size)
+            if state is None:
+                break  # every search space is exhausted
+            proposal = _propose(state, min(batch_size, trials - done - queued), model)
+            if proposal is not None:
+                batch, inputs = proposal
+                following = (state, batch, inputs, runner.submit(inputs, best=state.best))
+                queued += len(inputs)
+        if flight is not None:
+            state, batch, inputs, handle = flight
+            try:
+                results = runner.collect(handle)
+            except BaseException:
+                if following is not None:
+                    runner.cancel(following[3])
+                raise
+            queued -= len(inputs)
+            done += _record(state, batch, inputs, results, db, model, run_id)
+            bar.update(done, state)
+        flight = following
+        if flight is None:
+            return
+
+
+def _propose(state: _TaskState, size: int, model) -> "tuple[list, list] | None":
+    """The next batch of ``state``'s search and its measure inputs; None when its space is
+    exhausted (then the task is marked so)."""
     state.batches += 1
     batch = state.search.next_batch(size, model)
-    if not batch and state.measured == 0:
+    if not batch and state.proposed == 0 and state.measured == 0:
         batch = _fallback(state)
     if not batch:
         state.exhausted = True
-        return 0
-    inputs = [MeasureInput(task.to_dict(), c.schedule_json) for c in batch]
-    results = measure(inputs, builder, runner, best=state.best)
+        return None
+    state.proposed += len(batch)
+    return batch, [MeasureInput(state.task.to_dict(), c.schedule_json) for c in batch]
+
+
+def _record(state, batch, inputs, results, db, model, run_id) -> int:
+    """Store one measured batch, update the task's best and curve, and train the model."""
+    task = state.task
     records = []
     for c, inp, res in zip(batch, inputs, results):
         rec = to_record(task, inp, res, run_id)

@@ -11,7 +11,7 @@ import autotune
 import tensorlang as tl
 from autotune import workloads
 from autotune.database import Database
-from autotune.measure import LocalBuilder, LocalRunner
+from autotune.measure import LocalBuilder, LocalRunner, measure
 from autotune.tuner import _next_task, _TaskState
 from tensorlang.errors import UserError
 
@@ -179,3 +179,48 @@ def test_a_new_task_starts_from_other_tasks_records(tuned):
     autotune.tune([new_task], trials=0, database=path, cost_model=cold, progress=False,
                   transfer=0)
     assert cold.num_samples == 0
+
+
+class _AsyncBackends:
+    """The real local builder and runner behind ``submit`` / ``collect`` / ``cancel`` (the
+    interface ``DaskRunner`` offers): measuring happens at ``collect``; it counts how many
+    batches were ever in flight at once."""
+
+    def __init__(self, builder, runner):
+        self.builder, self.runner = builder, runner
+        self.in_flight = self.most_in_flight = 0
+        self.bests = []
+
+    def submit(self, inputs, best=None):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.bests.append(best)
+        return list(inputs), best
+
+    def collect(self, handle):
+        self.in_flight -= 1
+        return measure(handle[0], self.builder, self.runner, best=handle[1])
+
+    def cancel(self, handle):
+        self.in_flight -= 1
+
+    def measure(self, inputs, best=None):
+        return self.collect(self.submit(inputs, best))
+
+
+def test_an_asynchronous_runner_searches_the_next_batch_while_one_measures(tmp_path, backends):
+    runner = _AsyncBackends(backends["builder"], backends["runner"])
+    task = autotune.Task(wl.matmul, args=(48, 48, 48))
+    path = tmp_path / "t.db"
+    [summary] = autotune.tune([task], trials=20, database=path, batch_size=8, progress=False,
+                              remeasure=0, runner=runner)
+    assert runner.most_in_flight == 2 and runner.in_flight == 0
+    assert summary.trials == 20  # 8 + 8 + 4: the budget is exact with a batch in flight
+    with Database(path) as db:
+        records = db.records(task.key)
+    assert len(records) == 20
+    assert len({r.schedule for r in records}) == 20  # nothing proposed twice
+    # the first batch has no best to cut off against; later ones had one, when it was known
+    assert runner.bests[0] is None or runner.bests[0] == float("inf")
+    s, args = task.apply_best(path)
+    _matches_numpy(task, s, args)
