@@ -30,8 +30,8 @@ resource of its key, so they only reach matching workers; when none matches,
 :meth:`DaskRunner.check_tasks` raises a ``UserError`` naming the target and what each worker has.
 
 Faults: a worker that dies while holding a candidate makes the scheduler queue the candidate
-elsewhere; after ``distributed.scheduler.allowed-failures`` such deaths it comes back as
-``KilledWorker`` and is recorded as a ``"crash"``. A candidate lost any other way (cancelled, a
+elsewhere, once (the runner sets the scheduler's allowed failures to 1 while it is open); a
+second death brings it back as ``KilledWorker``, recorded as a ``"crash"``. A candidate lost any other way (cancelled, a
 lost connection) is submitted once more, then recorded as a ``"crash"``. Each input gets exactly
 one result, and the client alone writes the database, so nothing is recorded twice.
 
@@ -280,6 +280,10 @@ class DaskRunner:
         connect_timeout: seconds to wait for the scheduler.
         stall_timeout: seconds to wait, with candidates pending, while no worker can take
             them (every matching worker gone); then they are recorded as ``"crash"``.
+        requeue_once: while this runner is open, the scheduler lets a task outlive one dead
+            worker, not ``distributed.scheduler.allowed-failures`` (3 by default): a candidate
+            whose worker dies is queued once elsewhere, and a second death records it as a
+            ``"crash"``. :meth:`close` restores the scheduler's value. False leaves it alone.
 
     Raises:
         UserError: the scheduler cannot be reached.
@@ -294,7 +298,8 @@ class DaskRunner:
     def __init__(self, cluster, *, timeout: float = 10.0, number: int = 3, repeat: int = 3,
                  min_repeat_ms: float = 0.0, flush_cache: bool = False,
                  check_correctness: bool = True, seed: int = 0, build_timeout: float = 30.0,
-                 connect_timeout: float = 30.0, stall_timeout: float = 120.0) -> None:
+                 connect_timeout: float = 30.0, stall_timeout: float = 120.0,
+                 requeue_once: bool = True) -> None:
         if number < 1 or repeat < 1:
             raise UserError(f"DaskRunner needs number >= 1 and repeat >= 1, got "
                             f"number={number}, repeat={repeat}")
@@ -303,6 +308,9 @@ class DaskRunner:
         self._run_options = (float(timeout), int(number), int(repeat), float(min_repeat_ms),
                              bool(flush_cache), bool(check_correctness), int(seed))
         self.client, self._own_client = _connect(cluster, connect_timeout)
+        self._allowed_failures = None  # the scheduler's own value, while ours is in force
+        if requeue_once:
+            self._allowed_failures = self.client.run_on_scheduler(_set_allowed_failures, 1)
         self._targets: set = set()       # target strings the plugin advertises
         self._keys: dict = {}            # task JSON -> (target key, label)
 
@@ -488,6 +496,12 @@ class DaskRunner:
     # -- lifetime -----------------------------------------------------------------------------
     def close(self) -> None:
         """Close the client when this runner opened it (idempotent); workers keep running."""
+        if self._allowed_failures is not None and self.client is not None:
+            try:
+                self.client.run_on_scheduler(_set_allowed_failures, self._allowed_failures)
+            except Exception:  # noqa: BLE001 -- a scheduler already gone has nothing to restore
+                pass
+            self._allowed_failures = None
         if self._own_client and self.client is not None:
             self.client.close()
         self._own_client = False
@@ -497,6 +511,13 @@ class DaskRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _set_allowed_failures(count: int, dask_scheduler=None) -> int:
+    """On the scheduler: how many worker deaths a task may outlive; returns the old value."""
+    old = dask_scheduler.allowed_failures
+    dask_scheduler.allowed_failures = int(count)
+    return old
 
 
 def _connect(cluster, timeout: float):

@@ -107,6 +107,19 @@ def test_an_unreachable_scheduler_is_a_user_error():
         DaskRunner("tcp://127.0.0.1:9", connect_timeout=2)
 
 
+def test_the_runner_requeues_a_dead_workers_candidate_once_then_restores_the_scheduler(client):
+    def allowed(dask_scheduler=None):
+        return dask_scheduler.allowed_failures
+
+    before = client.run_on_scheduler(allowed)
+    with DaskRunner(client) as runner:
+        assert client.run_on_scheduler(allowed) == 1  # one requeue, the second death records
+        with DaskRunner(client, requeue_once=False):
+            assert client.run_on_scheduler(allowed) == 1  # left as the first runner set it
+        assert runner.client is client
+    assert client.run_on_scheduler(allowed) == before
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_measurement_loses_no_trial(tmp_path, client):
     pids = client.run(os.getpid)
