@@ -8,12 +8,19 @@ Rules walk the stage DAG of ``tl.create_schedule(outputs)`` and give each stage 
   register tile) with the reduction in two levels between them ("SSRSRS"). Variants write
   through a local ``cache_write`` stage (the register tile accumulates locally, the copy-out
   stage carries the outer loops) and fuse a single elementwise consumer (bias + relu) into the
-  tiled loops with ``compute_at`` at a chosen level.
+  tiled loops with ``compute_at`` at a chosen level. A consumer that only reads the result back
+  in another layout (a channel-blocked conv unpacked to NCHW) carries the tiles too, its blocked
+  axes split to line up with the producer's: the register tile is stored straight into the
+  final layout and the blocked intermediate is never written.
 - ``reduce``: a reduction without reuse (row sums): parallel spatial loops, the reduction split
   in two with an unroll hint; ``rfactor`` is a variant when the reduction dominates (a long
   reduction over few spatial points): the reduction is factored into vector lanes.
 - ``simple``: any other stage (elementwise outputs, packs): outer axes fused and parallel, the
-  innermost axis split by the vector width and vectorized.
+  innermost axis split by the vector width and vectorized. A layout stage (one load, perhaps
+  under a padding guard) whose last axis reads across rows defaults to plain loops under few
+  fused parallel loops (its vectors would be gathered lane by lane, and a fused index divided
+  per element); one that reads a blocked layout back (``x[f // c, ..., f % c]``) walks each
+  block while it is in cache (knob ``order``).
 
 A :class:`Sketch` is a deterministic recipe; its *decisions* (tile sizes drawn from the
 factorizations of each extent, compute_at level, unroll depth, vectorize, parallel fuse count)
@@ -36,13 +43,14 @@ import random
 
 import tensorlang as tl
 from tensorlang.errors import UserError
-from tensorlang.expr import Call, IntImm, ProducerLoad, Select, Var
+from tensorlang.expr import Add, Call, FloorDiv, FloorMod, IntImm, ProducerLoad, Select, Sub, Var
 from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor, visit_body
 
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
 MAX_INNER_REDUCE = 16        # innermost reduction level bound
-RECORD_VERSION = 3  # 2: packed-panel variants first; 3: layout stages kept, row axis
+RECORD_VERSION = 4  # 2: packed-panel variants first; 3: layout stages kept, row axis;
+#                     4: layout stages ordered by blocks, tiles carried by an unpacking consumer
 
 
 # -- factorizations -----------------------------------------------------------------------------
@@ -174,6 +182,56 @@ def _is_guarded(op) -> bool:
     return bool(found)
 
 
+def _single_load(op):
+    """The one tensor load of a stage that only moves elements (a pack, a transpose, a
+    zero-padding copy: one load, perhaps under a guard), else None."""
+    if not _is_elementwise(op):
+        return None
+    loads = []
+    visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
+    return loads[0] if len(loads) == 1 else None
+
+
+def _unblocked_axes(op) -> dict:
+    """``{axis position: c}`` for each output axis (not the last) of a layout stage that its
+    input reads as ``a % c``: a channel-blocked layout read back into a plain one."""
+    load = _single_load(op)
+    if load is None:
+        return {}
+    position = {iv.var: i for i, iv in enumerate(op.axis[:-1])}
+    found = {}
+
+    def visit(n):
+        if isinstance(n, FloorMod) and isinstance(n.a, Var) and isinstance(n.b, IntImm) \
+                and n.a in position and n.b.value > 1 \
+                and _extent(op.axis[position[n.a]]) % n.b.value == 0:
+            found[position[n.a]] = n.b.value
+    visit_body(list(load.indices), visit)
+    return found
+
+
+def _strided_last_axis(op) -> bool:
+    """A layout stage whose last axis is not the input's last index: its vectors would be
+    gathered lane by lane, slower than plain loops."""
+    load = _single_load(op)
+    if load is None or not op.axis or not load.indices:
+        return False
+    return load.indices[-1] is not op.axis[-1].var and \
+        not (isinstance(load.indices[-1], (Add, Sub))
+             and op.axis[-1].var in (load.indices[-1].a, load.indices[-1].b))
+
+
+def _enough_outer(extents, minimum: int) -> int:
+    """The fewest leading loops whose ``extents`` multiply to at least ``minimum`` (all of them
+    when none do)."""
+    total = 1
+    for count, extent in enumerate(extents, 1):
+        total *= extent
+        if total >= minimum:
+            return count
+    return max(1, len(extents))
+
+
 def _points(axes) -> int:
     total = 1
     for iv in axes:
@@ -297,14 +355,31 @@ class _Context:
             return
         last = _extent(axes[-1])
         width = _largest_divisor(last, (self.lanes, 4, 2))
-        vec = self.decide(f"{index}.vectorize", options=[True, False], default=True) \
-            and width > 1
+        blocks = _unblocked_axes(stage.op)
+        strided = _strided_last_axis(stage.op)
+        vec = self.decide(f"{index}.vectorize", options=[True, False],
+                          default=not strided) and width > 1
         if len(axes) == 1:
             outer, inner = stage.split(axes[0], factor=width)
             stage.parallel(outer)
         else:
+            extents = [_extent(iv) for iv in axes]
+            if blocks and self.decide(f"{index}.order", options=["blocked", "output"],
+                                      default="blocked") == "blocked":
+                # an axis the input reads as a // c and a % c (a blocked layout read back to
+                # a plain one): its inner c loop goes just above the last axis, so each
+                # block of the input is read while it is in cache
+                inner_axes = []
+                for pos, c in sorted(blocks.items()):
+                    axes[pos], a_in = stage.split(axes[pos], factor=c)
+                    extents[pos] //= c
+                    inner_axes.append(a_in)
+                stage.reorder(*axes[:-1], *inner_axes, axes[-1])
+            # strided: few fused loops (no index division per element), but enough
+            # iterations to share among the threads
             p = self.decide(f"{index}.parallel", options=list(range(1, len(axes))),
-                            default=len(axes) - 1)
+                            default=_enough_outer(extents[:-1], 16) if strided
+                            else len(axes) - 1)
             stage.parallel(stage.fuse(*axes[:p]))
             outer, inner = stage.split(axes[-1], factor=width)
         if vec:
@@ -375,6 +450,7 @@ class _Context:
                            default=len(ext))
         outer_stage = None
         inner_stage = stage
+        carrier = _carrier_map(self.stages[fuse].op, stage.op) if fuse is not None else None
         if cache:
             cached = self.sch.cache_write(tensor, "local")
             inner_stage = self.sch[cached]
@@ -389,7 +465,7 @@ class _Context:
         attach = self.decide(f"{index}.attach", options=[0, 1, 2], default=1)
         # outer stage: four levels of every spatial axis, level-major
         levels = [[], [], [], []]
-        for iv, t in zip(list(outer_stage.op.axis), tiles):
+        for iv, t in zip(_carrier_axes(outer_stage, carrier), tiles):
             for lvl, ax in enumerate(_split_levels(outer_stage, iv, t)):
                 levels[lvl].append(ax)
         outer_stage.reorder(*[ax for lvl in levels for ax in lvl])
@@ -530,8 +606,63 @@ def _row_axis(op) -> int:
 
 # -- rules --------------------------------------------------------------------------------------
 
+def _carrier_map(consumer_op, producer_op) -> list | None:
+    """How the loops of a consumer that only reads ``producer_op`` back in another layout walk
+    the producer's axes: for each producer axis, ``(consumer axis position, c, part)``, where
+    ``part`` is None (the axis itself), ``"outer"`` (read as ``a // c``) or ``"inner"``
+    (``a % c``). None unless the two line up one to one (a blocked result unpacked, as
+    ``conv2d_nchw[b, f, y, x] = blocked[b, f // 16, y, x, f % 16]``)."""
+    load = _single_load(consumer_op)
+    if load is None or load.producer.op is not producer_op or \
+            len(load.indices) != len(producer_op.axis):
+        return None
+    position = {iv.var: i for i, iv in enumerate(consumer_op.axis)}
+    mapping, parts = [], {}
+    for index, piv in zip(load.indices, producer_op.axis):
+        if isinstance(index, Var) and index in position:
+            pos, c, part, ext = position[index], None, None, _extent(piv)
+            want = _extent(consumer_op.axis[pos])
+        elif isinstance(index, (FloorDiv, FloorMod)) and isinstance(index.a, Var) and \
+                index.a in position and isinstance(index.b, IntImm) and index.b.value > 1:
+            pos, c = position[index.a], index.b.value
+            total = _extent(consumer_op.axis[pos])
+            if total % c:
+                return None
+            part = "outer" if isinstance(index, FloorDiv) else "inner"
+            want, ext = (total // c if part == "outer" else c), _extent(piv)
+        else:
+            return None
+        if want != ext:
+            return None
+        parts.setdefault(pos, []).append((part, c))
+        mapping.append((pos, c, part))
+    for pos in range(len(consumer_op.axis)):  # each axis: whole once, or both its parts
+        used = parts.get(pos, [])
+        whole = used == [(None, None)]
+        split = len(used) == 2 and {u[0] for u in used} == {"outer", "inner"} and \
+            used[0][1] == used[1][1]
+        if not (whole or split):
+            return None
+    return mapping
+
+
+def _carrier_axes(stage, carrier) -> list:
+    """The loops of ``stage`` that carry a producer's tiles, in the producer's axis order:
+    its own axes, or (a ``_carrier_map``) its blocked axes split into their two parts."""
+    axes = list(stage.op.axis)
+    if carrier is None:
+        return axes
+    halves = {}
+    for pos, c, part in carrier:
+        if part is not None and pos not in halves:
+            halves[pos] = stage.split(axes[pos], factor=c)
+    return [axes[pos] if part is None else halves[pos][part == "inner"]
+            for pos, c, part in carrier]
+
+
 def _fusible_consumer(sch, stage, inlined):
-    """The single elementwise consumer (same shape) that can carry ``stage``'s tiled loops."""
+    """The single elementwise consumer (same shape) that can carry ``stage``'s tiled loops;
+    or the single consumer that reads it back in another layout (``_carrier_map``)."""
     if stage.is_output:
         return None
     c = stage
@@ -542,7 +673,8 @@ def _fusible_consumer(sch, stage, inlined):
         c = consumers[0]
         if c not in inlined:
             break
-    if [_extent(iv) for iv in c.op.axis] != [_extent(iv) for iv in stage.op.axis]:
+    if [_extent(iv) for iv in c.op.axis] != [_extent(iv) for iv in stage.op.axis] and \
+            _carrier_map(c.op, stage.op) is None:
         return None
     return c
 

@@ -9,7 +9,10 @@ build and measure workers need), so their records serve any user who tunes the s
 Each thread count runs in its own process with ``TENSORLANG_NUM_THREADS`` and the BLAS / ORT
 thread counts pinned to it; the tuning database is a fresh SQLite file per thread count unless
 ``--database`` names one (a tuning record belongs to the CPU and thread count it was measured
-with, and ``tune`` resumes from what the file holds).
+with). The trial counts are totals: the records a named database already holds count, so a
+run resumes (``--trials 1000`` on a file with 500 records tunes 500 more). After tuning, every
+variant and peer is timed in interleaved rounds; the report gives the best round and the median
+of the per-round ratios to the peer.
 """
 from __future__ import annotations
 
@@ -88,12 +91,19 @@ def _setup(kind: str, args: tuple, rng):
     return inputs, expected, peers, hand
 
 
-def _time_module(f, arrays, repeat: int) -> float:
-    timer = f.time_evaluator(number=3, repeat=repeat)
-    return min(timer(*arrays).results)
+def _interleaved(fns: dict, rounds: int, number: int = 3) -> dict:
+    """``{name: [seconds per call in each round]}``: every callable timed once per round, in
+    turn, so that a slow spell of this (shared, noisy) host hits all of them alike."""
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(peak.best_time(fn, 1, number))
+    return times
 
 
 def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: int) -> dict:
+    """Tune to each total of ``stages`` (records already in ``database`` count: a run resumes),
+    then time every variant and peer in interleaved rounds."""
     task = autotune.Task(kind_workload(kind), args=args, target="llvm")
     flops = task.flop_count()
     rng = np.random.default_rng(0)
@@ -101,37 +111,52 @@ def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: 
     out_shape = [int(d) for d in task.outputs[0].shape]
     nd_inputs = [tl.nd.array(a) for a in inputs]
 
-    def time_schedule(s, args_):
+    def callable_of(s, args_):
         f = tl.build(s, args_, target="llvm")
         out = tl.nd.empty(out_shape, "float32")
         f(*nd_inputs, out)
         if expected is not None:
             np.testing.assert_allclose(out.numpy(), expected, rtol=2e-3, atol=2e-3)
-        return _time_module(f, nd_inputs + [out], repeat)
+        arrays = nd_inputs + [out]
+        return lambda: f(*arrays)
 
-    rows = {"stages": [], "peers": {}, "hand": None, "default": None}
+    fns = {}
     s, a = autotune.Task(kind_workload(kind), args=args).apply_best(None)
-    rows["default"] = time_schedule(s, a)
+    fns["default"] = callable_of(s, a)
     hand_s, hand_args = hand
     if kind == "conv2d" and len(hand_args) == 3 and len(hand_args[0].shape) != 4:
         hand_args = None  # the 1x1 hand schedule takes flat views: not comparable here
     if hand_args is not None:
-        rows["hand"] = time_schedule(hand_s, hand_args)
-    done, wall = 0, 0.0
+        fns["hand"] = callable_of(hand_s, hand_args)
+    with autotune.Database(database) as db:
+        done = db.count(task.key, task.target_key)
+    rows = {"stages": [], "peers": {}, "hand": None, "default": None, "resumed_from": done}
+    wall = 0.0
     for target in stages:
-        start = time.perf_counter()
-        [summary] = autotune.tune([task], trials=target - done, database=database,
-                                  progress=sys.stderr.isatty(), seed=target)
-        wall += time.perf_counter() - start
-        done = target
+        if target > done:
+            start = time.perf_counter()
+            [summary] = autotune.tune([task], trials=target - done, database=database,
+                                      progress=sys.stderr.isatty(), seed=target)
+            wall += time.perf_counter() - start
+            done = target
+        elif target < done:
+            continue  # the database already holds more trials than this stage
         s, a = task.apply_best(database)
-        seconds = time_schedule(s, a)
-        rows["stages"].append({"trials": target, "seconds": seconds, "wall": wall,
-                               "tuner_best": summary.best_seconds,
-                               "errors": summary.errors})
+        fns[f"tuned {target}"] = callable_of(s, a)
+        rows["stages"].append({"trials": target, "wall": wall})
     for name, fn in peers.items():
         fn()
-        rows["peers"][name] = peak.best_time(fn, repeat, 3)
+        fns[name] = fn
+    times = _interleaved(fns, rounds=max(repeat, 3) * 3)
+    ref = "ONNX Runtime" if "ONNX Runtime" in peers else ("NumPy" if "NumPy" in peers else None)
+    ratios = {name: float(np.median(np.array(times[ref]) / np.array(t))) if ref else None
+              for name, t in times.items()}
+    best = {name: min(t) for name, t in times.items()}
+    rows["default"], rows["hand"] = best["default"], best.get("hand")
+    rows["median_ratio"] = ratios
+    for st in rows["stages"]:
+        st["seconds"] = best[f"tuned {st['trials']}"]
+    rows["peers"] = {name: best[name] for name in peers}
     rows["flops"] = flops
     return rows
 
@@ -159,7 +184,7 @@ def main(kind: str, default_args: tuple, description: str) -> None:
         return
     print(peak.cpu_description())
     print(f"{kind}{tuple(opts.args)}: tuned after {stages} trials, "
-          "times are the best of the repeats, threads pinned per row")
+          "times from interleaved rounds, threads pinned per row")
     for threads in opts.threads:
         database = opts.database or os.path.join(tempfile.mkdtemp(prefix="tune_bench_"),
                                                  f"{kind}_{threads}t.db")
@@ -182,21 +207,33 @@ def _report(threads: int, rows: dict, database: str) -> None:
 
     ref = rows["peers"].get("ONNX Runtime") or rows["peers"].get("NumPy")
     ref_name = "ONNX Runtime" if "ONNX Runtime" in rows["peers"] else "NumPy"
-    print(f"\n{threads} thread(s), database {database}")
-    print(f"{'variant':<28}{'ms':>10}{'GFLOP/s':>10}{'vs ' + ref_name:>20}{'tuning wall s':>15}")
-    lines = [("default schedule (untuned)", rows["default"], None)]
+    median = rows.get("median_ratio", {})
+    print(f"\n{threads} thread(s), database {database}"
+          + (f" (resumed with {rows['resumed_from']} trials in it)"
+             if rows.get("resumed_from") else ""))
+    print(f"{'variant':<28}{'ms':>10}{'GFLOP/s':>10}{'vs ' + ref_name:>20}"
+          f"{'median ratio':>14}{'tuning wall s':>15}")
+    lines = [("default schedule (untuned)", "default", rows["default"], None)]
     if rows["hand"]:
-        lines.append(("hand schedule", rows["hand"], None))
+        lines.append(("hand schedule", "hand", rows["hand"], None))
     for st in rows["stages"]:
-        lines.append((f"tuned, {st['trials']} trials", st["seconds"], st["wall"]))
-    lines += [(name, sec, None) for name, sec in rows["peers"].items()]
-    for name, sec, wall in lines:
+        lines.append((f"tuned, {st['trials']} trials", f"tuned {st['trials']}", st["seconds"],
+                      st["wall"]))
+    lines += [(name, name, sec, None) for name, sec in rows["peers"].items()]
+    for label, key, sec, wall in lines:
         ratio = f"{ref / sec:.2f}x" if ref else "-"
-        wall_s = f"{wall:.0f}" if wall is not None else ""
-        print(f"{name:<28}{sec * 1e3:>10.3f}{gf(sec):>10.1f}{ratio:>20}{wall_s:>15}")
+        med = f"{median[key]:.2f}x" if median.get(key) else "-"
+        wall_s = f"{wall:.0f}" if wall else ""
+        print(f"{label:<28}{sec * 1e3:>10.3f}{gf(sec):>10.1f}{ratio:>20}{med:>14}{wall_s:>15}")
+    print("(ms and the first ratio: the best round; median ratio: the median over interleaved "
+          "rounds of the peer's time / this variant's)")
+    timed = [st for st in rows["stages"] if st["wall"]]
+    if timed:
+        last = timed[-1]
+        new_trials = last["trials"] - rows.get("resumed_from", 0)
+        print(f"measured trials per minute: {new_trials / last['wall'] * 60:.1f}")
     if rows["stages"]:
         last = rows["stages"][-1]
-        print(f"measured trials per minute: {last['trials'] / last['wall'] * 60:.1f}")
         if rows["hand"]:
             print(f"tuned / hand schedule: {rows['hand'] / last['seconds']:.2f}x")
         print(f"default within {last['seconds'] and rows['default'] / last['seconds']:.2f}x "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import dtype as dt
 from ..expr import Call, FloatImm, IntImm, Not, PrimExpr, Range, Var, cast
 from ..ir.function import PrimFunc
-from ..ir.functor import Mutator, post_order_visit, substitute
+from ..ir.functor import Mutator, post_order_visit, substitute_uids
 from ..ir.stmt import (SERIAL, AssertStmt, AttrStmt, Evaluate, For, IfThenElse, LetStmt,
                        SeqStmt, Stmt)
 from .analyzer import Analyzer
@@ -39,21 +39,39 @@ class StmtSimplifier(Mutator):
 
     def __init__(self, analyzer: Analyzer):
         self.ana = analyzer
+        # variables of removed unit loops and constant lets -> their values: replaced in each
+        # expression as it is visited (one walk of the body, not one per removed loop)
+        self._values: dict[int, PrimExpr] = {}
 
     def visit(self, node):
         if isinstance(node, PrimExpr):
-            return self.ana.simplify(node)
+            return self._expr(node)
         return super().visit(node)
 
+    def _expr(self, e: PrimExpr) -> PrimExpr:
+        return self.ana.simplify(substitute_uids(e, self._values))
+
+    def _visit_with_value(self, var: Var, value: PrimExpr, body):
+        """``body`` visited with ``var`` replaced by ``value`` (already simplified)."""
+        previous = self._values.get(var.uid)
+        self._values[var.uid] = value
+        try:
+            return self.visit(body)
+        finally:
+            if previous is None:
+                del self._values[var.uid]
+            else:
+                self._values[var.uid] = previous
+
     def visit_For(self, s: For):
-        mn, ext = self.ana.simplify(s.min), self.ana.simplify(s.extent)
+        mn, ext = self._expr(s.min), self._expr(s.extent)
         bound = self.ana.int_bound(ext)
         if bound.max is not None and bound.max <= 0:
             return _noop()
         plain = s.kind == SERIAL and not s.thread_tag and not s.annotations
         if plain and isinstance(ext, IntImm) and ext.value == 1:
             value = mn if mn.dtype == s.loop_var.dtype else cast(mn, s.loop_var.dtype)
-            return self.visit(substitute(s.body, {s.loop_var: value}))
+            return self._visit_with_value(s.loop_var, value, s.body)
         with self.ana.bind(s.loop_var, Range(mn, ext)):
             body = self.visit(s.body)
         if is_noop(body):
@@ -63,7 +81,7 @@ class StmtSimplifier(Mutator):
         return For(s.loop_var, mn, ext, s.kind, body, s.thread_tag, s.annotations)
 
     def visit_IfThenElse(self, s: IfThenElse):
-        cond = self.ana.simplify(s.condition)
+        cond = self._expr(s.condition)
         c = _const_bool(cond)
         if c is True:
             return self.visit(s.then_case)
@@ -91,9 +109,9 @@ class StmtSimplifier(Mutator):
         return IfThenElse(cond, then, other)
 
     def visit_LetStmt(self, s: LetStmt):
-        value = self.ana.simplify(s.value)
+        value = self._expr(s.value)
         if isinstance(value, (IntImm, FloatImm)):
-            return self.visit(substitute(s.body, {s.var: value}))
+            return self._visit_with_value(s.var, value, s.body)
         with self.ana.bind(s.var, value):
             body = self.visit(s.body)
         if value is s.value and body is s.body:
@@ -101,7 +119,7 @@ class StmtSimplifier(Mutator):
         return LetStmt(s.var, value, body)
 
     def visit_AssertStmt(self, s: AssertStmt):
-        cond = self.ana.simplify(s.condition)
+        cond = self._expr(s.condition)
         if _const_bool(cond) is True:
             return self.visit(s.body)
         with self.ana.assuming(cond, True):
@@ -111,7 +129,7 @@ class StmtSimplifier(Mutator):
         return AssertStmt(cond, s.message, body)
 
     def visit_AttrStmt(self, s: AttrStmt):
-        value = self.ana.simplify(s.value) if isinstance(s.value, PrimExpr) else s.value
+        value = self._expr(s.value) if isinstance(s.value, PrimExpr) else s.value
         body = self.visit(s.body)
         if value is s.value and body is s.body:
             return s

@@ -10,8 +10,15 @@ import dataclasses
 from ..expr import Node, PrimExpr, Var
 
 
+_FIELD_NAMES: dict[type, tuple] = {}   # node class -> its compared dataclass fields
+
+
 def _children(node):
-    return [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node) if f.compare]
+    names = _FIELD_NAMES.get(type(node))
+    if names is None:  # dataclasses.fields is slow, and every walk of every node asks
+        names = tuple(f.name for f in dataclasses.fields(node) if f.compare)
+        _FIELD_NAMES[type(node)] = names
+    return [(name, getattr(node, name)) for name in names]
 
 
 # Declarations are not walked into: a buffer's shape or an axis's range is not part of the
@@ -93,17 +100,24 @@ def post_order_visit(node, fn) -> None:
     _V().visit(node)
 
 
+class _Substituter(Mutator):
+    def __init__(self, by_uid: dict):
+        self.by_uid = by_uid
+
+    def visit_Var(self, v):
+        return self.by_uid.get(v.uid, v)
+
+
 def substitute(node, mapping: dict):
     """Replace variables (keys: Var) by expressions everywhere in ``node``."""
     if not mapping:
         return node
-    by_id = {k.uid: v for k, v in mapping.items()}
+    return _Substituter({k.uid: v for k, v in mapping.items()}).visit(node)
 
-    class _S(Mutator):
-        def visit_Var(self, v):
-            return by_id.get(v.uid, v)
 
-    return _S().visit(node)
+def substitute_uids(node, by_uid: dict):
+    """``substitute`` with the mapping keyed by ``Var.uid``."""
+    return _Substituter(by_uid).visit(node) if by_uid else node
 
 
 def free_vars(node) -> list[Var]:

@@ -1,6 +1,7 @@
 """Sketches: the search space generated from a computation (autotune/sketch.py)."""
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -279,3 +280,91 @@ def test_stage_read_by_an_extern_call_is_not_inlined():
     c = np.empty((4, 5), np.float32)
     f(a, b, c)
     np.testing.assert_allclose(c, (2 * a) @ b, rtol=1e-5, atol=1e-5)
+
+
+def _stage_named(tensor, name):
+    """The op of the stage ``name`` among ``tensor`` and its producers."""
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        if t.op.name == name:
+            return t.op
+        if id(t.op) not in seen:
+            seen.add(id(t.op))
+            todo.extend(getattr(t.op, "input_tensors", []))
+    raise KeyError(name)
+
+
+def test_unpacking_consumer_carries_the_blocked_tiles():
+    """conv2d_nchw[b, f, y, x] = blocked[b, f // 8, y, x, f % 8]: the NCHW result carries the
+    register tiles of the blocked conv (f split in two), so no blocked buffer is written."""
+    from autotune.sketch import _carrier_map
+    tensors = conv_blocked()
+    out = tensors[-1]
+    conv = _stage_named(out, "conv_blocked")
+    assert _carrier_map(out.op, conv) == [(0, None, None), (1, 8, "outer"), (2, None, None),
+                                          (3, None, None), (1, 8, "inner")]
+    fused = [sk for sk in generate_sketches(tensors, LANES) if "fuse=conv2d_nchw" in sk.name]
+    assert fused, [sk.name for sk in generate_sketches(tensors, LANES)]
+    rng = random.Random(3)
+    for sketch in fused:
+        for decisions in [sketch.default_decisions()] + [sketch.sample(rng) for _ in range(2)]:
+            decisions = {k: min(v, 64) if k.endswith(".unroll") else v
+                         for k, v in decisions.items()}
+            schedule = sketch.apply(tensors, decisions)
+            text = str(tl.lower(schedule, tensors))
+            assert not re.search(r"allocate conv_blocked\S*: .* in global", text), text
+            _check("conv_blocked", tensors, schedule)
+
+
+def test_carrier_map_needs_a_one_to_one_layout():
+    from autotune.sketch import _carrier_map
+    A = tl.placeholder((4, 6), name="A")
+    B = tl.placeholder((6, 8), name="B")
+    r = tl.reduce_axis((0, 6), name="r")
+    P = tl.compute((4, 8), lambda i, j: tl.sum(A[i, r] * B[r, j], axis=r), name="P")
+    transposed = tl.compute((8, 4), lambda j, i: P[i, j], name="T")
+    assert _carrier_map(transposed.op, P.op) == [(1, None, None), (0, None, None)]
+    halved = tl.compute((8, 8), lambda i, j: P[i // 2, j], name="H")       # i // 2 only
+    assert _carrier_map(halved.op, P.op) is None
+    doubled = tl.compute((4, 8), lambda i, j: P[i, j] + P[i, j], name="D")  # two reads
+    assert _carrier_map(doubled.op, P.op) is None
+    # a transposing consumer carries the tiles too, and computes the same numbers
+    tensors = [A, B, transposed]
+    sketch = next(sk for sk in generate_sketches(tensors, LANES) if "fuse=T" in sk.name)
+    a = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((6, 8)).astype(np.float32)
+    out = np.zeros((8, 4), np.float32)
+    tl.build(sketch.apply(tensors, sketch.default_decisions()), tensors)(a, b, out)
+    np.testing.assert_allclose(out, (a @ b).T, rtol=1e-5, atol=1e-5)
+
+
+def test_layout_stages_read_their_input_in_blocks():
+    """An unpack (blocked -> plain) walks each block of its input while it is in cache, and a
+    pack whose last axis gathers across rows defaults to plain (not gathered vector) loops."""
+    from autotune.sketch import _strided_last_axis, _unblocked_axes
+    tensors = conv_blocked()
+    out = tensors[-1]
+    pack = _stage_named(out, "data_pack")
+    assert _unblocked_axes(out.op) == {1: 8}
+    assert _unblocked_axes(pack) == {}
+    assert _strided_last_axis(pack) and _strided_last_axis(out.op)  # both gather across rows
+    A = tl.placeholder((4, 8), name="A")
+    assert not _strided_last_axis(tl.compute((4, 8), lambda i, j: A[i, j] * 2.0).op)
+    assert _strided_last_axis(tl.compute((8, 4), lambda j, i: A[i, j]).op)
+    sketch = next(sk for sk in generate_sketches(tensors, LANES)
+                  if "conv2d_nchw:simple" in sk.name)
+    names = [st.name for st in tl.create_schedule([out]).stages]
+    index, pack_index = names.index("conv2d_nchw"), names.index("data_pack")
+    decisions = sketch.default_decisions()
+    assert decisions[f"{index}.order"] == "blocked"
+    assert decisions[f"{pack_index}.vectorize"] is False
+    for order in ("blocked", "output"):
+        decisions[f"{index}.order"] = order
+        schedule = sketch.apply(tensors, decisions)
+        text = str(tl.lower(schedule, tensors))
+        unpack = text[text.rindex("conv_blocked[") - 2000:]
+        # blocked: the f % 8 loop (f.inner) sits inside the row loop y
+        assert (unpack.find("for f.inner") > unpack.find("for y")) == (order == "blocked"), \
+            text
+        _check("conv_blocked", tensors, schedule)
