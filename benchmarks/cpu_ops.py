@@ -37,7 +37,11 @@ ROWS = (["matmul256", "matmul512", "matmul1024", "matmul2048"] + list(CONVS)
 
 # -- one ONNX node per operator ---------------------------------------------------------------
 
-def _ort_session(node, inputs, output, initializers=(), opset=17):
+def _ort_session(node, inputs, output, initializers=(), opset=17, spinning=True):
+    """An ONNX Runtime session of one node, pinned to ``TENSORLANG_NUM_THREADS`` threads.
+    ``spinning=False`` lets ORT's idle workers sleep at once: needed where its calls are
+    interleaved with ours, since on few cores its spinning workers (they spin for milliseconds)
+    take the cores our next call runs on."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -51,6 +55,8 @@ def _ort_session(node, inputs, output, initializers=(), opset=17):
     opts.intra_op_num_threads = int(os.environ.get("TENSORLANG_NUM_THREADS", "1"))
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
 

@@ -40,7 +40,7 @@ def _ort_matmul(m, n, k, threads):
     from cpu_ops import _ort_session
     from onnx import helper
     node = helper.make_node("MatMul", ["A", "B"], ["C"])
-    return _ort_session(node, [("A", (m, k)), ("B", (k, n))], ("C", (m, n)))
+    return _ort_session(node, [("A", (m, k)), ("B", (k, n))], ("C", (m, n)), spinning=False)
 
 
 def _ort_conv(batch, channels, height, width, filters, kernel, stride, pad, weight):
@@ -52,7 +52,8 @@ def _ort_conv(batch, channels, height, width, filters, kernel, stride, pad, weig
     node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4, strides=[stride] * 2,
                             kernel_shape=[kernel, kernel])
     return _ort_session(node, [("X", (batch, channels, height, width))],
-                        ("Y", (batch, filters, oh, ow)), initializers=[("W", weight)])
+                        ("Y", (batch, filters, oh, ow)), initializers=[("W", weight)],
+                        spinning=False)
 
 
 def _setup(kind: str, args: tuple, rng):
@@ -91,12 +92,17 @@ def _setup(kind: str, args: tuple, rng):
     return inputs, expected, peers, hand
 
 
-def _interleaved(fns: dict, rounds: int, number: int = 3) -> dict:
+def _interleaved(fns: dict, rounds: int, number: int = 3, warmup: int = 2) -> dict:
     """``{name: [seconds per call in each round]}``: every callable timed once per round, in
-    turn, so that a slow spell of this (shared, noisy) host hits all of them alike."""
+    turn, so that a slow spell of this (shared, noisy) host hits all of them alike. Each turn
+    starts with ``warmup`` untimed calls: the previous callable's pool may still have workers
+    spinning. (ORT's spin for milliseconds, long enough to halve the speed of our next 2-thread
+    call on a 2-core host: the ORT peers here are made with spinning off.)"""
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            for _ in range(warmup):
+                fn()
             times[name].append(peak.best_time(fn, 1, number))
     return times
 
