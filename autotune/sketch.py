@@ -43,8 +43,11 @@ import random
 
 import tensorlang as tl
 from tensorlang.errors import UserError
-from tensorlang.expr import Add, Call, FloorDiv, FloorMod, IntImm, ProducerLoad, Select, Sub, Var
-from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor, visit_body
+from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor
+
+from .stage_analysis import (_carrier_map, _extent, _has_reuse, _is_elementwise, _is_guarded,
+                             _is_reindex, _packable_input, _points, _row_axis,
+                             _strided_last_axis, _unblocked_axes)
 
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
@@ -104,121 +107,11 @@ class _Knob:
         return rng.choice(others)
 
 
-def _extent(iv) -> int:
-    ext = iv.dom.extent
-    if not isinstance(ext, IntImm):
-        raise UserError(f"sketch generation needs constant extents; axis {iv.var.name} has "
-                        f"extent {ext}")
-    return ext.value
-
-
 # -- stage analysis ------------------------------------------------------------------------------
 
 def _normalize(tensors) -> list[Tensor]:
     tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     return [t for t in tensors if not isinstance(t.op, PlaceholderOp)]
-
-
-def _is_elementwise(op) -> bool:
-    return isinstance(op, ComputeOp) and not op.reduce_axis and op.num_outputs == 1
-
-
-def _has_reuse(op) -> bool:
-    """Some input is read with indices that skip a spatial axis (so tiling reuses it)."""
-    axes = {iv.var for iv in op.axis if _extent(iv) > 1}
-    found = []
-
-    def visit(node):
-        if isinstance(node, ProducerLoad):
-            used = set()
-
-            def collect(n):
-                if isinstance(n, Var):
-                    used.add(n)
-            for idx in node.indices:
-                visit_body([idx], collect)
-            if not axes <= used:
-                found.append(node)
-    visit_body(op.body, visit)
-    return bool(found)
-
-
-def _packable_input(op, row: int):
-    """The input of a tiled reduction worth copying into a contiguous panel ("packing"): read
-    with plain variables, the last spatial axis in its last index, a reduction variable in an
-    earlier index (so its rows are far apart in memory) and not the row axis of the register
-    tile (so one panel serves every row tile). B of ``A @ B`` is the example. None if none."""
-    spatial = [iv.var for iv in op.axis]
-    reduce_vars = {iv.var for iv in op.reduce_axis}
-    row_var = spatial[row] if 0 <= row < len(spatial) else None
-    loads = []
-    visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
-    for load in loads:
-        idx = list(load.indices)
-        if not idx or not all(isinstance(e, Var) for e in idx):
-            continue
-        if idx[-1] is not spatial[-1] or any(e is row_var for e in idx):
-            continue
-        if any(e in reduce_vars for e in idx[:-1]):
-            return load.producer
-    return None
-
-
-def _vars_of(exprs) -> set:
-    used: set = set()
-    visit_body(list(exprs), lambda n: used.add(n) if isinstance(n, Var) else None)
-    return used
-
-
-def _is_reindex(op) -> bool:
-    """A stage that only moves elements (a pack or transpose: its body is one plain load)."""
-    return _is_elementwise(op) and len(op.body) == 1 and isinstance(op.body[0], ProducerLoad)
-
-
-def _is_guarded(op) -> bool:
-    found = []
-    visit_body(op.body, lambda n: found.append(n) if isinstance(n, (Call, Select)) and
-               (isinstance(n, Select) or n.op == "if_then_else") else None)
-    return bool(found)
-
-
-def _single_load(op):
-    """The one tensor load of a stage that only moves elements (a pack, a transpose, a
-    zero-padding copy: one load, perhaps under a guard), else None."""
-    if not _is_elementwise(op):
-        return None
-    loads = []
-    visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
-    return loads[0] if len(loads) == 1 else None
-
-
-def _unblocked_axes(op) -> dict:
-    """``{axis position: c}`` for each output axis (not the last) of a layout stage that its
-    input reads as ``a % c``: a channel-blocked layout read back into a plain one."""
-    load = _single_load(op)
-    if load is None:
-        return {}
-    position = {iv.var: i for i, iv in enumerate(op.axis[:-1])}
-    found = {}
-
-    def visit(n):
-        if isinstance(n, FloorMod) and isinstance(n.a, Var) and isinstance(n.b, IntImm) \
-                and n.a in position and n.b.value > 1 \
-                and _extent(op.axis[position[n.a]]) % n.b.value == 0:
-            found[position[n.a]] = n.b.value
-    visit_body(list(load.indices), visit)
-    return found
-
-
-def _strided_last_axis(op) -> bool:
-    """A layout stage whose last axis is not the input's last index: its vectors would be
-    gathered lane by lane, slower than plain loops."""
-    load = _single_load(op)
-    if load is None or not op.axis or not load.indices:
-        return False
-    return load.indices[-1] is not op.axis[-1].var and \
-        not (isinstance(load.indices[-1], (Add, Sub))
-             and op.axis[-1].var in (load.indices[-1].a, load.indices[-1].b))
 
 
 def _enough_outer(extents, minimum: int) -> int:
@@ -230,13 +123,6 @@ def _enough_outer(extents, minimum: int) -> int:
         if total >= minimum:
             return count
     return max(1, len(extents))
-
-
-def _points(axes) -> int:
-    total = 1
-    for iv in axes:
-        total *= _extent(iv)
-    return total
 
 
 # -- sketches -----------------------------------------------------------------------------------
@@ -574,77 +460,7 @@ def _tile_default(extent: int, last: bool, row: bool, lanes: int, panels: bool =
     return [extent // inner, 1, 1, inner]
 
 
-def _row_axis(op) -> int:
-    """The spatial axis (not the last) for the rows of the register tile: the outermost one
-    that an input does not depend on (each loaded vector then feeds a row of FMAs, like the
-    rows of A in a matmul); else the one before the last."""
-    ndim = len(op.axis)
-    loads = []
-    visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
-    # the vector operand: the input indexed by the last axis; its vectors are reused across
-    # the rows, so the rows are the innermost axis it does not depend on (output columns of a
-    # blocked conv, rows of A in a matmul)
-    last = op.axis[-1].var if op.axis else None
-    vector_loads = [ld for ld in loads if last in _vars_of(ld.indices)]
-    if vector_loads and len(vector_loads) < len(loads):
-        for d in range(ndim - 2, -1, -1):
-            iv = op.axis[d]
-            if _extent(iv) > 1 and all(iv.var not in _vars_of(ld.indices)
-                                       for ld in vector_loads):
-                return d
-    for d, iv in enumerate(op.axis[:-1]):
-        if _extent(iv) == 1:
-            continue
-        for load in loads:
-            used = []
-            visit_body(list(load.indices), lambda n: used.append(n) if isinstance(n, Var)
-                       else None)
-            if iv.var not in used:
-                return d
-    return ndim - 2
-
-
 # -- rules --------------------------------------------------------------------------------------
-
-def _carrier_map(consumer_op, producer_op) -> list | None:
-    """How the loops of a consumer that only reads ``producer_op`` back in another layout walk
-    the producer's axes: for each producer axis, ``(consumer axis position, c, part)``, where
-    ``part`` is None (the axis itself), ``"outer"`` (read as ``a // c``) or ``"inner"``
-    (``a % c``). None unless the two line up one to one (a blocked result unpacked, as
-    ``conv2d_nchw[b, f, y, x] = blocked[b, f // 16, y, x, f % 16]``)."""
-    load = _single_load(consumer_op)
-    if load is None or load.producer.op is not producer_op or \
-            len(load.indices) != len(producer_op.axis):
-        return None
-    position = {iv.var: i for i, iv in enumerate(consumer_op.axis)}
-    mapping, parts = [], {}
-    for index, piv in zip(load.indices, producer_op.axis):
-        if isinstance(index, Var) and index in position:
-            pos, c, part, ext = position[index], None, None, _extent(piv)
-            want = _extent(consumer_op.axis[pos])
-        elif isinstance(index, (FloorDiv, FloorMod)) and isinstance(index.a, Var) and \
-                index.a in position and isinstance(index.b, IntImm) and index.b.value > 1:
-            pos, c = position[index.a], index.b.value
-            total = _extent(consumer_op.axis[pos])
-            if total % c:
-                return None
-            part = "outer" if isinstance(index, FloorDiv) else "inner"
-            want, ext = (total // c if part == "outer" else c), _extent(piv)
-        else:
-            return None
-        if want != ext:
-            return None
-        parts.setdefault(pos, []).append((part, c))
-        mapping.append((pos, c, part))
-    for pos in range(len(consumer_op.axis)):  # each axis: whole once, or both its parts
-        used = parts.get(pos, [])
-        whole = used == [(None, None)]
-        split = len(used) == 2 and {u[0] for u in used} == {"outer", "inner"} and \
-            used[0][1] == used[1][1]
-        if not (whole or split):
-            return None
-    return mapping
-
 
 def _carrier_axes(stage, carrier) -> list:
     """The loops of ``stage`` that carry a producer's tiles, in the producer's axis order:

@@ -161,7 +161,7 @@ def test_sketch_kinds():
 def test_blocked_conv_register_tile_rows_are_output_columns():
     """The weights' vectors (16 output channels) are reused across the tile's rows: the rows
     are output columns (x), which the weights do not depend on, not the channel blocks."""
-    from autotune.sketch import _row_axis
+    from autotune.stage_analysis import _row_axis
     out = conv_blocked()[-1]
     conv = out.op.input_tensors[0]
     assert [iv.var.name for iv in conv.op.axis][_row_axis(conv.op)] == \
@@ -298,7 +298,7 @@ def _stage_named(tensor, name):
 def test_unpacking_consumer_carries_the_blocked_tiles():
     """conv2d_nchw[b, f, y, x] = blocked[b, f // 8, y, x, f % 8]: the NCHW result carries the
     register tiles of the blocked conv (f split in two), so no blocked buffer is written."""
-    from autotune.sketch import _carrier_map
+    from autotune.stage_analysis import _carrier_map
     tensors = conv_blocked()
     out = tensors[-1]
     conv = _stage_named(out, "conv_blocked")
@@ -318,7 +318,7 @@ def test_unpacking_consumer_carries_the_blocked_tiles():
 
 
 def test_carrier_map_needs_a_one_to_one_layout():
-    from autotune.sketch import _carrier_map
+    from autotune.stage_analysis import _carrier_map
     A = tl.placeholder((4, 6), name="A")
     B = tl.placeholder((6, 8), name="B")
     r = tl.reduce_axis((0, 6), name="r")
@@ -342,7 +342,7 @@ def test_carrier_map_needs_a_one_to_one_layout():
 def test_layout_stages_read_their_input_in_blocks():
     """An unpack (blocked -> plain) walks each block of its input while it is in cache, and a
     pack whose last axis gathers across rows defaults to plain (not gathered vector) loops."""
-    from autotune.sketch import _strided_last_axis, _unblocked_axes
+    from autotune.stage_analysis import _strided_last_axis, _unblocked_axes
     tensors = conv_blocked()
     out = tensors[-1]
     pack = _stage_named(out, "data_pack")
