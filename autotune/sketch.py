@@ -46,14 +46,16 @@ from tensorlang.errors import UserError
 from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor
 
 from .stage_analysis import (_carrier_map, _extent, _has_reuse, _is_elementwise, _is_guarded,
-                             _is_reindex, _packable_input, _points, _row_axis,
-                             _strided_last_axis, _unblocked_axes)
+                             _is_reindex, _lanes_along_rows, _packable_input,
+                             _panel_in_place, _points, _row_axis, _strided_last_axis,
+                             _unblocked_axes)
 
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
 MAX_INNER_REDUCE = 16        # innermost reduction level bound
-RECORD_VERSION = 4  # 2: packed-panel variants first; 3: layout stages kept, row axis;
+RECORD_VERSION = 5  # 2: packed-panel variants first; 3: layout stages kept, row axis;
 #                     4: layout stages ordered by blocks, tiles carried by an unpacking consumer
+#                     5: a panel already in place is not copied by default (packed last)
 
 
 # -- factorizations -----------------------------------------------------------------------------
@@ -278,6 +280,12 @@ class _Context:
                         max_inner=MAX_INNER_REDUCE,
                         default=_split_default(_extent(last), (4, 2)))
         unroll = self.decide(f"{index}.unroll", options=list(UNROLL_STEPS), default=16)
+        lane = _largest_divisor(_extent(axes[-1]), (self.lanes, self.lanes // 2, 4, 2)) \
+            if len(axes) >= 2 else 1
+        if lane > 1 and _lanes_along_rows(stage.op) and \
+                self.decide(f"{index}.vectorize", options=[True, False], default=True):
+            self._reduce_in_lanes(index, stage, lane, r, unroll)
+            return
         if axes:
             p = self.decide(f"{index}.parallel", options=list(range(1, len(axes) + 1)),
                             default=len(axes))
@@ -285,6 +293,29 @@ class _Context:
         _, ri = stage.split(last, factor=r[1])
         if unroll and r[1] <= unroll:
             stage.pragma(ri, "unroll_explicit", unroll)
+
+    def _reduce_in_lanes(self, index, stage, lane, r, unroll):
+        """Pooling-like reductions: ``lane`` outputs along the last axis accumulate in a local
+        vector (``cache_write``), the reduction loops inside it, parallel over the outer
+        axes. (Fused per element, the index of every output was divided apart and each lane
+        ran alone.)"""
+        axes = list(stage.op.axis)
+        extents = [_extent(iv) for iv in axes]
+        p = self.decide(f"{index}.parallel", options=list(range(1, len(axes) + 1)),
+                        default=_enough_outer(extents[:-1], 16))
+        local = self.sch[self.sch.cache_write(stage.op.output(0), "local")]
+        outer, inner = stage.split(axes[-1], factor=lane)
+        loops = axes[:-1] + [outer]
+        par = stage.fuse(*loops[:p]) if p > 1 else loops[0]
+        stage.parallel(par)
+        stage.vectorize(inner)
+        local.compute_at(stage, ([par] + loops[p:])[-1])
+        spatial, red = list(local.op.axis), list(local.op.reduce_axis)
+        ro, ri = local.split(red[-1], factor=r[1])
+        local.reorder(*red[:-1], ro, ri, spatial[-1])
+        local.vectorize(spatial[-1])
+        if unroll and r[1] <= unroll and r[1] > 1:
+            local.pragma(ri, "unroll_explicit", unroll)
 
     def plan_rfactor(self, index, stage, options):
         axes, red = list(stage.op.axis), list(stage.op.reduce_axis)
@@ -319,11 +350,10 @@ class _Context:
         tiles = []
         row = _row_axis(stage.op)
         pack = options.get("pack")
+        defaults = _tile_defaults(ext, row, self.lanes, panels=pack is not None)
         for d, e in enumerate(ext):
-            default = _tile_default(e, d == len(ext) - 1, d == row, self.lanes,
-                                    panels=pack is not None)
             tiles.append(self.decide(f"{index}.tile.{d}", "tile", extent=e, levels=4,
-                                     max_inner=MAX_INNER_TILE, default=default))
+                                     max_inner=MAX_INNER_TILE, default=defaults[d]))
         rtiles = []
         for d, iv in enumerate(red):
             e = _extent(iv)
@@ -446,18 +476,44 @@ def _split_default(extent: int, preferred) -> list:
     return [extent // inner, inner]
 
 
-def _tile_default(extent: int, last: bool, row: bool, lanes: int, panels: bool = False) -> list:
-    """Register tile of about 6 x (2 * lanes): the last axis in vectors, the row axis in rows;
-    parallel over the row tiles, the column tiles in the second level. With ``panels`` (a
-    packed input), parallel over the column panels instead, the row tiles in the second level:
-    each packed panel then serves all rows."""
-    if last:
-        inner = _largest_divisor(extent, (2 * lanes, lanes, lanes // 2, 4, 2))
-        return [extent // inner, 1, 1, inner] if panels else [1, extent // inner, 1, inner]
-    inner = _largest_divisor(extent, (6, 4, 8, 5, 3, 2)) if row else 1
-    if panels and row:
-        return [1, extent // inner, 1, inner]
-    return [extent // inner, 1, 1, inner]
+def _register_tile(last: int, rows: int, lanes: int) -> tuple[int, int]:
+    """``(columns, rows)`` of the default register tile: columns a whole number of vectors
+    (two if they divide ``last``), rows a divisor of ``rows``, with the most accumulator
+    vectors that leave room for the operands (12 of the 16 AVX2 registers, 24 of AVX-512's 32),
+    wider columns on a tie. A 7-wide row axis thus gets 7 rows of one vector (7 accumulators)
+    rather than one row of two (2 accumulators, each FMA waiting on the last)."""
+    budget = 24 if lanes >= 16 else 12
+    best = None
+    for columns in (2 * lanes, lanes, lanes // 2, 4, 2, 1):
+        if columns < 1 or last % columns:
+            continue
+        vectors = max(1, columns // lanes)
+        fits = [r for r in _divisors(rows) if r * vectors <= budget] or [1]
+        r = max(fits)
+        key = (r * vectors, columns)
+        if best is None or key > best[0]:
+            best = (key, (columns, r))
+    return best[1]
+
+
+def _tile_defaults(ext: list, row: int, lanes: int, panels: bool = False) -> list:
+    """Default four-level tiles of every spatial axis: a register tile (``_register_tile``)
+    of the last axis in vectors and the row axis in rows; parallel over the row tiles, the
+    column tiles in the second level. With ``panels`` (a packed input), parallel over the
+    column panels instead, the row tiles in the second level: each packed panel then serves
+    all rows."""
+    rows = ext[row] if 0 <= row < len(ext) - 1 else 1
+    columns, r = _register_tile(ext[-1], rows, lanes) if ext else (1, 1)
+    tiles = []
+    for d, e in enumerate(ext):
+        if d == len(ext) - 1:
+            tiles.append([e // columns, 1, 1, columns] if panels
+                         else [1, e // columns, 1, columns])
+        elif d == row:
+            tiles.append([1, e // r, 1, r] if panels else [e // r, 1, 1, r])
+        else:
+            tiles.append([e, 1, 1, 1])
+    return tiles
 
 
 # -- rules --------------------------------------------------------------------------------------
@@ -548,7 +604,10 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
                     pack = index[sch[packable]]
                     packed = [("tile", {"cache": True, "fuse": fuse, "pack": pack}),
                               ("tile", {"cache": True, "fuse": None, "pack": pack})]
-                    variants = packed + variants
+                    # a panel already contiguous (a pre-blocked weight) gains little from a
+                    # copy: those variants come last, not first (the default)
+                    in_place = _panel_in_place(op, packable, 2 * vector_lanes)
+                    variants = variants + packed if in_place else packed + variants
                 seen, unique = set(), []
                 for v in variants:
                     key = json.dumps(v[1], sort_keys=True)

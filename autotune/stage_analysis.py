@@ -68,6 +68,46 @@ def _packable_input(op, row: int):
     return None
 
 
+def _panel_in_place(op, producer, width: int) -> bool:
+    """Whether the panel of ``producer`` that one column tile of ``op`` reads (``width``
+    elements of the last axis) is already contiguous in memory: the spatial indices come
+    before every reduction index and the last index, whose extent is at most ``width``, is the
+    last axis. A pre-blocked weight ``w[fo, ci_o, ky, kx, ci_i, fi]`` is one; ``B[k, n]`` of a
+    wide matmul is not (its rows are ``n`` apart). Copying such a panel is pure overhead."""
+    spatial = {iv.var for iv in op.axis}
+    reduce_vars = {iv.var for iv in op.reduce_axis}
+    loads = []
+    visit_body(op.body, lambda n: loads.append(n)
+               if isinstance(n, ProducerLoad) and n.producer is producer else None)
+    for load in loads:
+        idx = list(load.indices)
+        first = next((d for d, e in enumerate(idx) if e in reduce_vars), None)
+        if first is None or int(producer.shape[-1]) > width:
+            return False
+        if any(e in spatial for e in idx[first:-1]):
+            return False
+    return bool(loads)
+
+
+def _lanes_along_rows(op) -> bool:
+    """Whether vectors along the last spatial axis read along rows: no load uses that axis
+    in an index other than its last, and some load uses it there (pooling's
+    ``x[..., 2 * ox + kx]``, a sum over channels ``x[n, c, h, w]``). A row reduction
+    ``x[i, k]`` summed over ``k`` is not: its lanes would come from different rows."""
+    if not op.axis:
+        return False
+    last = op.axis[-1].var
+    loads = []
+    visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
+    used = False
+    for load in loads:
+        idx = list(load.indices)
+        if any(last in _vars_of([e]) for e in idx[:-1]):
+            return False
+        used = used or bool(idx) and last in _vars_of([idx[-1]])
+    return used
+
+
 def _vars_of(exprs) -> set:
     used: set = set()
     visit_body(list(exprs), lambda n: used.add(n) if isinstance(n, Var) else None)

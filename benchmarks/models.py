@@ -12,6 +12,7 @@ Usage::
     python benchmarks/models.py                       # all nine, 1 and 2 threads, untuned
     python benchmarks/models.py --models resnet50 vgg19 --threads 1
     python benchmarks/models.py --tuned tuning.db     # build with tuning records
+    python benchmarks/models.py --layout NCHWc        # every eligible conv channel-blocked
     python benchmarks/models.py --torch               # PyTorch models vs eager / torch.compile
     python benchmarks/models.py --torch --models torch_mlp --threads 1
 
@@ -49,7 +50,8 @@ def _timeit(fn, min_time: float = 1.0, min_runs: int = 5, max_runs: int = 200) -
     return float(np.median(times))
 
 
-def measure_model(name: str, threads: int, database=None, cold: bool = True) -> dict:
+def measure_model(name: str, threads: int, database=None, cold: bool = True,
+                  layout: str = "auto") -> dict:
     """Build light model ``name`` and time it and ONNX Runtime on one random input."""
     import onnx
     import onnxruntime as ort
@@ -66,7 +68,7 @@ def measure_model(name: str, threads: int, database=None, cold: bool = True) -> 
         graph.compile.clear_cache()
         codegen.llvm.clear_cache()
     start = time.perf_counter()
-    lib = graph.build(mod, database=database)
+    lib = graph.build(mod, database=database, layout=layout)
     compile_s = time.perf_counter() - start
     x = np.random.default_rng(0).uniform(-1, 1, mod.function.params[0].type.shape) \
         .astype(np.float32)
@@ -89,7 +91,8 @@ def measure_model(name: str, threads: int, database=None, cold: bool = True) -> 
             "top_groups": [(g, t * 1e3) for g, t in profile[:5]]}
 
 
-def run_child(models, threads: int, database, torch: bool = False) -> list[dict]:
+def run_child(models, threads: int, database, torch: bool = False,
+              layout: str = "auto") -> list[dict]:
     """:func:`measure_model` (or :func:`measure_torch_model`) for ``models`` in a child process
     pinned to ``threads``; each result is echoed to stderr as it comes."""
     command = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(threads),
@@ -98,6 +101,7 @@ def run_child(models, threads: int, database, torch: bool = False) -> list[dict]
         command += ["--tuned", database]
     if torch:
         command.append("--torch")
+    command += ["--layout", layout]
     results = []
     with subprocess.Popen(command, env=child_env(threads), stdout=subprocess.PIPE,
                           text=True) as child:
@@ -239,6 +243,8 @@ def main():
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--tuned", metavar="DB", default=None,
                         help="build with this tuning database (default: untuned)")
+    parser.add_argument("--layout", choices=["auto", "NCHW", "NCHWc"], default="auto",
+                        help="graph.build's conv layout (default: auto)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the slowest fused groups per model")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -248,17 +254,18 @@ def main():
     if args.child:
         for name in args.models:
             result = measure_torch_model(name, args.threads[0]) if args.torch else \
-                measure_model(name, args.threads[0], args.tuned)
+                measure_model(name, args.threads[0], args.tuned, layout=args.layout)
             print(json.dumps(result), flush=True)
         return
     if args.torch:
         torch_main(args.models, args.threads)
         return
-    results = {t: {r["model"]: r for r in run_child(args.models, t, args.tuned)}
+    results = {t: {r["model"]: r for r in run_child(args.models, t, args.tuned,
+                                                      layout=args.layout)}
                for t in args.threads}
     first = results[args.threads[0]]
     print(f"host: {cpu_description()}; {'tuned: ' + args.tuned if args.tuned else 'untuned'}; "
-          "batch 1, median latency")
+          f"conv layout {args.layout}; batch 1, median latency")
     head = "| model | ONNX nodes | graph ops | kernels (distinct) | compile s |"
     rule = "|---|---:|---:|---:|---:|"
     for t in args.threads:

@@ -368,3 +368,89 @@ def test_layout_stages_read_their_input_in_blocks():
         assert (unpack.find("for f.inner") > unpack.find("for y")) == (order == "blocked"), \
             text
         _check("conv_blocked", tensors, schedule)
+
+
+def test_default_register_tile_fills_the_registers():
+    """The default register tile aims at 8-12 accumulator vectors on AVX2 (16 registers),
+    more on AVX-512 (32): a 7-wide row axis takes 7 rows of one vector, not 1 row of two."""
+    from autotune.sketch import _register_tile
+    assert _register_tile(16, 7, 8) == (8, 7)      # (columns, rows): 7 accumulators, not 2
+    assert _register_tile(16, 56, 8) == (16, 4)    # 8
+    assert _register_tile(1024, 1024, 8) == (16, 4)
+    assert _register_tile(64, 12, 8) == (16, 6)    # 12
+    assert _register_tile(16, 56, 16) == (16, 14)  # AVX-512: 14 of its 32 registers
+    assert _register_tile(3, 5, 8) == (1, 5)       # nothing divides: scalar columns
+    # a blocked conv on a 7 x 7 output: the default schedule is correct with that tile
+    data = tl.placeholder((1, 2, 7, 7, 4), name="data")
+    kernel = tl.placeholder((2, 2, 3, 3, 4, 8), name="kernel")
+    out = nn.conv2d_nchwc(data, kernel, padding=1)
+    tensors = [data, kernel, out]
+    schedule = default_schedule([out], LANES)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 7, 7, 4)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3, 4, 8)).astype(np.float32)
+    got = np.zeros((1, 2, 7, 7, 8), np.float32)
+    tl.build(schedule, tensors)(x, w, got)
+    # back to NCHW / OIHW and the plain reference
+    x4 = x.transpose(0, 1, 4, 2, 3).reshape(1, 8, 7, 7)
+    w4 = w.transpose(0, 5, 1, 4, 2, 3).reshape(16, 8, 3, 3)
+    want = _reference("conv_blocked", [x4, w4])
+    np.testing.assert_allclose(got.transpose(0, 1, 4, 2, 3).reshape(1, 16, 7, 7), want,
+                               rtol=1e-4, atol=1e-4)
+    text = str(tl.lower(schedule, tensors))
+    assert "float32[1, 1, 1, 7, 8] in local" in text, text  # 7 rows x one 8-lane vector
+
+
+def test_weights_already_blocked_are_not_copied_by_default():
+    """A pre-packed weight (the graph's NCHWc convs) is read in place by the default schedule;
+    a matmul's B, whose panels are strided, is still packed first."""
+    from autotune.stage_analysis import _panel_in_place
+    data = tl.placeholder((1, 2, 6, 6, 8), name="data")
+    kernel = tl.placeholder((2, 2, 3, 3, 8, 8), name="kernel")
+    out = nn.conv2d_nchwc(data, kernel, padding=1)
+    assert _panel_in_place(out.op, kernel, 2 * LANES)
+    text = str(tl.lower(default_schedule([out], LANES), [data, kernel, out]))
+    assert "kernel.global" not in text, text
+    sketches = generate_sketches([out], LANES)
+    assert any("pack" in sk.name for sk in sketches[1:])  # still in the space, not first
+    A, B, C = matmul(m=16, n=64, k=16)
+    assert not _panel_in_place(C.op, B, 2 * LANES)
+
+
+def max_pool(n=1, c=3, h=9, w=19):
+    data = tl.placeholder((n, c, h, w), name="data")
+    return [data, nn.pool2d(data, kernel=3, stride=2, padding=1)]
+
+
+def test_pooling_accumulates_vectors_of_outputs():
+    """Max pooling: vectors of outputs along the row accumulate in a local buffer, parallel
+    over the outer axes only (not one fused loop over every output); sampled variants agree
+    with NumPy too."""
+    from autotune.stage_analysis import _lanes_along_rows
+    tensors = max_pool()
+    data, out = tensors
+    assert _lanes_along_rows(out.op)
+    X = tl.placeholder((4, 32), name="X")
+    k = tl.reduce_axis((0, 32), name="k")
+    row_sums = tl.compute((4,), lambda i: tl.sum(X[i, k], axis=k), name="row_sums")
+    assert not _lanes_along_rows(row_sums.op)  # its lanes would come from 4 rows
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 3, 9, 19)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    want = np.full((1, 3, 5, 10), -np.inf, np.float32)
+    for ky in range(3):
+        for kx in range(3):
+            want = np.maximum(want, padded[:, :, ky:ky + 9:2, kx:kx + 19:2])
+    schedule = default_schedule([out], LANES)
+    text = str(tl.lower(schedule, tensors))
+    # over n * c * rows (15), not every output; vectors of 2 outputs (10 = 5 x 2)
+    assert "in local" in text and "parallel(0, 15)" in text, text
+    got = np.zeros((1, 3, 5, 10), np.float32)
+    tl.build(schedule, tensors)(x, got)
+    np.testing.assert_allclose(got, want)
+    r = random.Random(2)
+    for sketch in generate_sketches([out], LANES):
+        for _ in range(3):
+            got = np.zeros((1, 3, 5, 10), np.float32)
+            tl.build(sketch.apply(tensors, sketch.sample(r)), tensors)(x, got)
+            np.testing.assert_allclose(got, want)
