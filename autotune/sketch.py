@@ -13,14 +13,16 @@ Rules walk the stage DAG of ``tl.create_schedule(outputs)`` and give each stage 
   axes split to line up with the producer's: the register tile is stored straight into the
   final layout and the blocked intermediate is never written.
 - ``reduce``: a reduction without reuse (row sums): parallel spatial loops, the reduction split
-  in two with an unroll hint; ``rfactor`` is a variant when the reduction dominates (a long
-  reduction over few spatial points): the reduction is factored into vector lanes.
-- ``simple``: any other stage (elementwise outputs, packs): outer axes fused and parallel, the
-  innermost axis split by the vector width and vectorized. A layout stage (one load, perhaps
-  under a padding guard) whose last axis reads across rows defaults to plain loops under few
-  fused parallel loops (its vectors would be gathered lane by lane, and a fused index divided
-  per element); one that reads a blocked layout back (``x[f // c, ..., f % c]``) walks each
-  block while it is in cache (knob ``order``).
+  in two with an unroll hint; where vectors along the last axis read along rows (pooling), a
+  vector of outputs accumulates in a local buffer instead. ``rfactor`` is a variant when the
+  reduction dominates (a long reduction over few spatial points): the reduction is factored
+  into vector lanes.
+- ``simple``: any other stage (elementwise outputs, packs): the fewest outer axes that give 64
+  iterations fused and parallel, the innermost axis split by the vector width and vectorized.
+  A layout stage (one load, perhaps under a padding guard) whose last axis reads across rows
+  defaults to plain loops under fewer fused parallel loops (its vectors would be gathered lane
+  by lane, and a fused index divided per element); one that reads a blocked layout back
+  (``x[f // c, ..., f % c]``) walks each block while it is in cache (knob ``order``).
 
 A :class:`Sketch` is a deterministic recipe; its *decisions* (tile sizes drawn from the
 factorizations of each extent, compute_at level, unroll depth, vectorize, parallel fuse count)
@@ -53,6 +55,7 @@ from .stage_analysis import (_carrier_map, _extent, _has_reuse, _is_elementwise,
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
 MAX_INNER_REDUCE = 16        # innermost reduction level bound
+PARALLEL_ITERATIONS = 64     # a simple stage's default parallel loop: at least this many
 RECORD_VERSION = 5  # 2: packed-panel variants first; 3: layout stages kept, row axis;
 #                     4: layout stages ordered by blocks, tiles carried by an unpacking consumer
 #                     5: a panel already in place is not copied by default (packed last)
@@ -263,11 +266,12 @@ class _Context:
                     extents[pos] //= c
                     inner_axes.append(a_in)
                 stage.reorder(*axes[:-1], *inner_axes, axes[-1])
-            # strided: few fused loops (no index division per element), but enough
-            # iterations to share among the threads
+            # the fewest fused loops that give the threads enough iterations: each fused
+            # loop costs an index division per iteration (per element where the last axis is
+            # short, a pad of 16-channel blocks); strided stages need fewer
             p = self.decide(f"{index}.parallel", options=list(range(1, len(axes))),
-                            default=_enough_outer(extents[:-1], 16) if strided
-                            else len(axes) - 1)
+                            default=_enough_outer(extents[:-1], 16 if strided
+                                                  else PARALLEL_ITERATIONS))
             stage.parallel(stage.fuse(*axes[:p]))
             outer, inner = stage.split(axes[-1], factor=width)
         if vec:

@@ -195,8 +195,8 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
             ``tensorlang compile`` progress bar).
         layout: CPU convolutions: ``"NCHW"`` (im2col + BLAS), ``"NCHWc"`` (channel-blocked
             tensors between convolutions, weights packed at build), or ``"auto"``: blocked
-            where a tuning record exists and the tuned kernel times faster here
-            (``graph/conv_layout.py``).
+            unless im2col + BLAS times 1.25x faster here than the blocked kernel (tuned, or
+            with its default schedule; ``graph/conv_layout.py``).
 
     Example:
         >>> lib = graph.build(graph.from_onnx("model.onnx"))   # doctest: +SKIP

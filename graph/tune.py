@@ -31,7 +31,7 @@ def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = 
     and layout kernels, which the default schedule already streams at memory speed) are left
     out. On a CPU, the convolutions are tuned in the channel-blocked layout
     (``graph.passes.layout``): the im2col + BLAS form has nothing to tune, and
-    ``graph.build(layout="auto")`` keeps a tuned blocked convolution where it measures faster.
+    ``graph.build(layout="auto")`` keeps a blocked convolution where it measures faster.
     Tasks come heaviest first (weight times estimated operations)."""
     if not isinstance(mod, Module):
         raise UserError(f"graph.extract_tasks takes a graph Module, got {type(mod).__name__}")

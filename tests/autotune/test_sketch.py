@@ -454,3 +454,17 @@ def test_pooling_accumulates_vectors_of_outputs():
             got = np.zeros((1, 3, 5, 10), np.float32)
             tl.build(sketch.apply(tensors, sketch.sample(r)), tensors)(x, got)
             np.testing.assert_allclose(got, want)
+
+
+def test_elementwise_stages_fuse_few_parallel_loops():
+    """An elementwise output fuses only the outer loops that give 64 iterations (each fused
+    loop costs an index division per iteration), and stays correct."""
+    X = tl.placeholder((2, 64, 9, 9), name="X")
+    Y = tl.compute(X.shape, lambda n, c, h, w: tl.max(X[n, c, h, w], 0.0), name="Y")
+    schedule = default_schedule([Y], LANES)
+    text = str(tl.lower(schedule, [X, Y]))
+    assert "parallel(0, 128)" in text, text  # n * c, not n * c * h (1152)
+    x = np.random.default_rng(1).standard_normal((2, 64, 9, 9)).astype(np.float32)
+    y = np.zeros_like(x)
+    tl.build(schedule, [X, Y])(x, y)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))

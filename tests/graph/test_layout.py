@@ -69,6 +69,34 @@ def test_a_conv_left_in_nchw_gets_transforms_around_it():
                                atol=1e-5)
 
 
+def test_auto_layout_keeps_whichever_form_of_each_conv_times_faster(monkeypatch):
+    """``layout="auto"`` without a database times each eligible convolution's blocked kernel
+    (default schedule) against its im2col + BLAS one and keeps the blocked one unless NCHW is
+    1.25x faster (the timer is replaced here so that either outcome is forced). Convolutions
+    under ``MIN_UNTUNED_FLOPS`` stay in NCHW untimed."""
+    from graph import conv_layout
+    model = _cnn()
+    mod = graph.from_onnx(model)
+    x = rand(2, 3, 12, 12)
+    want = run_ort(model, {"x": x})[0]
+    timed = []
+    monkeypatch.setattr(conv_layout, "_seconds", lambda *a: timed.append(a) or 1e-3)
+    lib = graph.build(mod)  # every conv here is under 1 MFLOP: none timed, none blocked
+    assert not timed and not any("nchwc" in name for name in lib.groups)
+    monkeypatch.setattr(conv_layout, "MIN_UNTUNED_FLOPS", 0)
+    for blocked_wins in (True, False):
+        def seconds(kernel, spec, target, blocked_wins=blocked_wins):
+            timed.append(spec)
+            # NCHW at 1.5x faster: over the 1.25x margin
+            return 1e-3 if ("conv2d_nchwc" in spec) == blocked_wins else 1.5e-3
+        monkeypatch.setattr(conv_layout, "_seconds", seconds)
+        lib = graph.build(mod)
+        blocked = [name for name in lib.groups if "nchwc" in name]
+        assert bool(blocked) == blocked_wins, lib.groups
+        np.testing.assert_allclose(lib.run(x)[0], want, rtol=1e-4, atol=1e-5)
+    assert sum("conv2d_nchwc" in spec for spec in timed) == 6  # 3 convs, both builds
+
+
 def test_packing_helpers_follow_the_documented_layout():
     w = rand(32, 8, 3, 3)
     packed = pack_conv_weight(w, 4, 16)
