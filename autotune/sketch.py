@@ -39,7 +39,6 @@ Example::
 """
 from __future__ import annotations
 
-import functools
 import json
 import random
 
@@ -51,6 +50,9 @@ from .stage_analysis import (_carrier_map, _extent, _has_reuse, _is_elementwise,
                              _is_reindex, _lanes_along_rows, _packable_input,
                              _panel_in_place, _points, _row_axis, _strided_last_axis,
                              _unblocked_axes)
+# sketch_gpu and the tests import the tile helpers from here too
+from .tiles import (_divisors, _largest_divisor, _prod, _split_default,  # noqa: F401
+                    _tile_defaults, factorizations)
 
 UNROLL_STEPS = (0, 16, 64, 512)
 MAX_INNER_TILE = 64          # register tile / vector width bound for sampled spatial tiles
@@ -59,30 +61,6 @@ PARALLEL_ITERATIONS = 64     # a simple stage's default parallel loop: at least 
 RECORD_VERSION = 5  # 2: packed-panel variants first; 3: layout stages kept, row axis;
 #                     4: layout stages ordered by blocks, tiles carried by an unpacking consumer
 #                     5: a panel already in place is not copied by default (packed last)
-
-
-# -- factorizations -----------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=None)
-def factorizations(extent: int, levels: int, max_inner: int | None = None) -> tuple:
-    """All ordered ways to write ``extent`` as a product of ``levels`` factors (outermost first),
-    with the innermost factor at most ``max_inner``."""
-    if levels == 1:
-        return ((extent,),) if max_inner is None or extent <= max_inner else ()
-    out = []
-    for d in _divisors(extent):
-        for rest in factorizations(extent // d, levels - 1, max_inner):
-            out.append((d,) + rest)
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=None)
-def _divisors(n: int) -> tuple:
-    return tuple(d for d in range(1, n + 1) if n % d == 0)
-
-
-def _largest_divisor(n: int, preferred) -> int:
-    return next((p for p in preferred if p <= n and n % p == 0), 1)
 
 
 # -- knobs: the decisions of a sketch ----------------------------------------------------------
@@ -460,64 +438,12 @@ class _Context:
                 stage.pragma(ax, "unroll_explicit", unroll)
 
 
-def _prod(xs) -> int:
-    out = 1
-    for x in xs:
-        out *= x
-    return out
-
-
 def _split_levels(stage, iv, tile):
     """Split ``iv`` into four loops of extents ``tile`` (outermost first)."""
     a0, rest = stage.split(iv, factor=tile[1] * tile[2] * tile[3])
     a1, rest = stage.split(rest, factor=tile[2] * tile[3])
     a2, a3 = stage.split(rest, factor=tile[3])
     return [a0, a1, a2, a3]
-
-
-def _split_default(extent: int, preferred) -> list:
-    inner = _largest_divisor(extent, preferred) if preferred else 1
-    return [extent // inner, inner]
-
-
-def _register_tile(last: int, rows: int, lanes: int) -> tuple[int, int]:
-    """``(columns, rows)`` of the default register tile: columns a whole number of vectors
-    (two if they divide ``last``), rows a divisor of ``rows``, with the most accumulator
-    vectors that leave room for the operands (12 of the 16 AVX2 registers, 24 of AVX-512's 32),
-    wider columns on a tie. A 7-wide row axis thus gets 7 rows of one vector (7 accumulators)
-    rather than one row of two (2 accumulators, each FMA waiting on the last)."""
-    budget = 24 if lanes >= 16 else 12
-    best = None
-    for columns in (2 * lanes, lanes, lanes // 2, 4, 2, 1):
-        if columns < 1 or last % columns:
-            continue
-        vectors = max(1, columns // lanes)
-        fits = [r for r in _divisors(rows) if r * vectors <= budget] or [1]
-        r = max(fits)
-        key = (r * vectors, columns)
-        if best is None or key > best[0]:
-            best = (key, (columns, r))
-    return best[1]
-
-
-def _tile_defaults(ext: list, row: int, lanes: int, panels: bool = False) -> list:
-    """Default four-level tiles of every spatial axis: a register tile (``_register_tile``)
-    of the last axis in vectors and the row axis in rows; parallel over the row tiles, the
-    column tiles in the second level. With ``panels`` (a packed input), parallel over the
-    column panels instead, the row tiles in the second level: each packed panel then serves
-    all rows."""
-    rows = ext[row] if 0 <= row < len(ext) - 1 else 1
-    columns, r = _register_tile(ext[-1], rows, lanes) if ext else (1, 1)
-    tiles = []
-    for d, e in enumerate(ext):
-        if d == len(ext) - 1:
-            tiles.append([e // columns, 1, 1, columns] if panels
-                         else [1, e // columns, 1, columns])
-        elif d == row:
-            tiles.append([1, e // r, 1, r] if panels else [e // r, 1, 1, r])
-        else:
-            tiles.append([e, 1, 1, 1])
-    return tiles
 
 
 # -- rules --------------------------------------------------------------------------------------

@@ -373,7 +373,7 @@ def test_layout_stages_read_their_input_in_blocks():
 def test_default_register_tile_fills_the_registers():
     """The default register tile aims at 8-12 accumulator vectors on AVX2 (16 registers),
     more on AVX-512 (32): a 7-wide row axis takes 7 rows of one vector, not 1 row of two."""
-    from autotune.sketch import _register_tile
+    from autotune.tiles import _register_tile
     assert _register_tile(16, 7, 8) == (8, 7)      # (columns, rows): 7 accumulators, not 2
     assert _register_tile(16, 56, 8) == (16, 4)    # 8
     assert _register_tile(1024, 1024, 8) == (16, 4)
