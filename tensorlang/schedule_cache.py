@@ -179,10 +179,12 @@ def rfactor(sch, tensor: Tensor, axis: IterVar, factor_axis: int = 0):
         rf_body = Reduce(first.combiner, source, tuple(new_reduce), simplify(cond), 0, (),
                          first.dtype)
     else:
-        from .expr import Select
+        from .expr import Call
         identity = first.combiner.identity[0]
+        # if_then_else, not Select: a Select reads both arms, and past the end of a split that
+        # does not divide the reduction, source[0] reads outside its buffer
         rf_body = source[0] if isinstance(simplify(cond), IntImm) else \
-            Select(cond, source[0], identity, first.dtype)
+            Call("if_then_else", (cond, source[0], identity), first.dtype)
     rf_op = ComputeOp(f"{op.name}.rf", op.tag, op.attrs, rf_axes, [rf_body], rf_shape)
     rf = rf_op.output(0)
     # the original stage now reduces over the factored axis

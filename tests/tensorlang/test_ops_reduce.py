@@ -152,3 +152,17 @@ def test_reduce_errors():
         R.max(A, axis=(1, -1))
     with pytest.raises(UserError, match="argmax: axis must be an int"):
         R.argmax(A, axis=(0, 1))
+
+
+def test_rfactor_of_the_whole_split_reduction_guards_its_reads_lazily():
+    # split (1000 % 16 != 0) then fused back: the factored stage keeps no reduction, and its
+    # body must guard the read past k = 999 with a branch (if_then_else), not an eager Select
+    A = tl.placeholder((3, 1000), name="A")
+    B = R.sum(A, axis=1)
+    s = tl.create_schedule(B)
+    ko, ki = s[B].split(s[B].op.reduce_axis[0], factor=16)
+    BF = s.rfactor(B, s[B].fuse(ko, ki))
+    body = BF.op.body[0]
+    assert type(body).__name__ == "Call" and body.op == "if_then_else", body
+    a = rand((3, 1000))
+    check(s, [A, B], [a], a.sum(axis=1), rtol=1e-4, atol=1e-4)
