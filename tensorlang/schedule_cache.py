@@ -5,6 +5,7 @@ from .errors import ScheduleError
 from .expr import (DATA_PAR, REDUCE, LT, And, IntImm, IterVar, ProducerLoad, Range, Reduce, Var,
                    binary, const)
 from .ir.functor import Mutator, substitute
+from .math import if_then_else
 from .schedule import Fuse, Split, Stage
 from .schedule_trace import encode
 from .tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor, compute
@@ -179,12 +180,11 @@ def rfactor(sch, tensor: Tensor, axis: IterVar, factor_axis: int = 0):
         rf_body = Reduce(first.combiner, source, tuple(new_reduce), simplify(cond), 0, (),
                          first.dtype)
     else:
-        from .expr import Call
         identity = first.combiner.identity[0]
         # if_then_else, not Select: a Select reads both arms, and past the end of a split that
         # does not divide the reduction, source[0] reads outside its buffer
         rf_body = source[0] if isinstance(simplify(cond), IntImm) else \
-            Call("if_then_else", (cond, source[0], identity), first.dtype)
+            if_then_else(cond, source[0], identity)
     rf_op = ComputeOp(f"{op.name}.rf", op.tag, op.attrs, rf_axes, [rf_body], rf_shape)
     rf = rf_op.output(0)
     # the original stage now reduces over the factored axis

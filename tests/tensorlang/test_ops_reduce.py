@@ -5,6 +5,7 @@ import pytest
 import tensorlang as tl
 from tensorlang import ops
 from tensorlang.errors import ShapeError, UserError
+from tensorlang.expr import Call
 from test_ops_harness import check, rand, run
 
 R = ops.reduce
@@ -163,6 +164,6 @@ def test_rfactor_of_the_whole_split_reduction_guards_its_reads_lazily():
     ko, ki = s[B].split(s[B].op.reduce_axis[0], factor=16)
     BF = s.rfactor(B, s[B].fuse(ko, ki))
     body = BF.op.body[0]
-    assert type(body).__name__ == "Call" and body.op == "if_then_else", body
+    assert isinstance(body, Call) and body.op == "if_then_else", body
     a = rand((3, 1000))
     check(s, [A, B], [a], a.sum(axis=1), rtol=1e-4, atol=1e-4)
