@@ -20,6 +20,19 @@ except ImportError:
     REAL_DRIVER = None
 CHECK_SIGNATURES = REAL_DRIVER is not None and cuda.unavailable_reason().startswith(
     "no CUDA driver")
+# Each real call searches the disk and dlopens for the missing driver again (cuda-python does not
+# remember a failed search), so each (function, argument types) pair is checked once per process.
+_CHECKED = set()
+_CHECKED_LOCK = threading.Lock()
+
+
+def _first_check(name, args):
+    key = (name, tuple(type(arg) for arg in args))
+    with _CHECKED_LOCK:
+        if key in _CHECKED:
+            return False
+        _CHECKED.add(key)
+        return True
 
 
 class _Result(enum.IntEnum):
@@ -85,7 +98,7 @@ class FakeDriver:
 
     def _call(self, name, *args):
         self.calls.append((name, args))
-        if CHECK_SIGNATURES:
+        if CHECK_SIGNATURES and _first_check(name, args):
             try:
                 getattr(REAL_DRIVER, name)(*args)
             except (TypeError, ValueError, OverflowError) as exc:
