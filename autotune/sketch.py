@@ -48,8 +48,8 @@ from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor
 
 from .stage_analysis import (_carrier_map, _extent, _has_reuse, _is_elementwise, _is_guarded,
                              _is_reindex, _lanes_along_rows, _packable_input,
-                             _panel_in_place, _points, _row_axis, _strided_last_axis,
-                             _unblocked_axes)
+                             _panel_in_place, _points, _row_axis, _rows_fuse_contiguously,
+                             _strided_last_axis, _unblocked_axes)
 # sketch_gpu and the tests import the tile helpers from here too
 from .tiles import (_divisors, _largest_divisor, _prod, _split_default,  # noqa: F401
                     _tile_defaults, factorizations)
@@ -226,13 +226,25 @@ class _Context:
         width = _largest_divisor(last, (self.lanes, 4, 2))
         blocks = _unblocked_axes(stage.op)
         strided = _strided_last_axis(stage.op)
+        if len(axes) >= 3 and width < self.lanes and not blocks and not strided and \
+                _largest_divisor(last * _extent(axes[-2]), (self.lanes, 4, 2)) > width and \
+                _rows_fuse_contiguously(stage.op) and \
+                self.decide(f"{index}.fuse_rows", options=[True, False], default=True):
+            # short rows (a 14 x 14 or 7 x 7 feature map): the last two axes as one, so the
+            # vectors run across rows at full width
+            fused_extents = [_extent(iv) for iv in axes[:-2]] + [_extent(axes[-2]) * last]
+            axes = axes[:-2] + [stage.fuse(axes[-2], axes[-1])]
+            last = fused_extents[-1]
+            width = _largest_divisor(last, (self.lanes, 4, 2))
+        else:
+            fused_extents = [_extent(iv) for iv in axes]
         vec = self.decide(f"{index}.vectorize", options=[True, False],
                           default=not strided) and width > 1
         if len(axes) == 1:
             outer, inner = stage.split(axes[0], factor=width)
             stage.parallel(outer)
         else:
-            extents = [_extent(iv) for iv in axes]
+            extents = fused_extents
             if blocks and self.decide(f"{index}.order", options=["blocked", "output"],
                                       default="blocked") == "blocked":
                 # an axis the input reads as a // c and a % c (a blocked layout read back to

@@ -165,6 +165,31 @@ def _strided_last_axis(op) -> bool:
              and op.axis[-1].var in (load.indices[-1].a, load.indices[-1].b))
 
 
+def _rows_fuse_contiguously(op) -> bool:
+    """Whether fusing the last two axes of an elementwise stage keeps every load a contiguous
+    or a uniform vector: each load indexes its tensor's last two dims with exactly those two
+    axes (and the tensor has their extents), or uses neither of them (a per-channel bias)."""
+    if len(op.axis) < 2 or not _is_elementwise(op):
+        return False
+    row, col = op.axis[-2], op.axis[-1]
+    extents = (_extent(row), _extent(col))
+    loads = []
+    visit_body(op.body, lambda n: loads.append(n) if isinstance(n, ProducerLoad) else None)
+    for load in loads:
+        indices = list(load.indices)
+        if len(indices) >= 2 and indices[-2] is row.var and indices[-1] is col.var:
+            shape = load.producer.shape[-2:]
+            if all(isinstance(d, IntImm) for d in shape) and \
+                    tuple(d.value for d in shape) == extents:
+                continue
+            return False
+        used = []
+        visit_body(indices, lambda n: used.append(n) if n is row.var or n is col.var else None)
+        if used:
+            return False
+    return True
+
+
 def _points(axes) -> int:
     total = 1
     for iv in axes:

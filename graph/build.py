@@ -53,6 +53,10 @@ class Group:
         return [out]
 
 
+# anchors whose groups may take injective consumers (no reduction to keep vectorizable)
+INJECTIVE_CHAIN = ("elementwise", "broadcast", "injective")
+
+
 def partition(mod: Module) -> list[Group]:
     """The fusion groups of ``mod``, in an order that runs each after its inputs."""
     order = post_order(mod.function.outputs)
@@ -72,10 +76,14 @@ def partition(mod: Module) -> list[Group]:
             continue
         calls, cur = [node], node
         assigned.add(id(node))
-        if get_op(node.op).pattern != "opaque" and not isinstance(node.type, tuple):
+        pattern = get_op(node.op).pattern
+        if pattern != "opaque" and not isinstance(node.type, tuple):
+            # a chain of data movement (reshape, transpose, ...) and elementwise ops is one
+            # gather per output element: injective consumers join it too
+            takes = FUSABLE_CONSUMERS + (("injective",) if pattern in INJECTIVE_CHAIN else ())
             while id(cur) not in outputs and len(consumers.get(id(cur), [])) == 1:
                 nxt = consumers[id(cur)][0]
-                if id(nxt) in assigned or get_op(nxt.op).pattern not in FUSABLE_CONSUMERS \
+                if id(nxt) in assigned or get_op(nxt.op).pattern not in takes \
                         or isinstance(nxt.type, tuple):
                     break
                 calls.append(nxt)

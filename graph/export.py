@@ -54,7 +54,7 @@ import numpy as np
 
 import tensorlang as tl
 from autotune.task import Task, workload
-from codegen.llvm.blas import PART_SHIMS, SHIMS
+from codegen.llvm.blas import GROUP_SHIMS, PART_SHIMS, SHIMS
 from codegen.llvm.export import find_compiler
 from codegen.llvm.target import parse_target, target_machine
 from tensorlang import ops as T
@@ -197,7 +197,7 @@ def _exportable(step, database):
 def _calls_blas(ir_text, spec: str | None = None, target: str | None = None) -> bool:
     if ir_text is not None:
         return any(re.search(rf"declare [^\n]*@{name}\(", ir_text)
-                   for name in (*SHIMS, *PART_SHIMS))
+                   for name in (*SHIMS, *PART_SHIMS, *GROUP_SHIMS))
     task = Task(group_workload, args=(spec,), target=target)
     return any(isinstance(t.op, ExternOp) for t in _all_tensors(task.outputs))
 

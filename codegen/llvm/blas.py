@@ -27,7 +27,14 @@ at code generation with ``UnsupportedOpError``. The exception is made for that p
 computes part ``part`` of ``parts`` of the same (non-transposed) product: a band of the rows of
 ``C`` (and ``A``) when ``m >= n``, else a band of its columns (and ``B``'s). Called from a
 parallel loop over ``part`` with the BLAS held to one thread (``graph.ops.gemm``), the product
-runs on tensorlang's pool.
+runs on tensorlang's pool. A grouped product (a grouped convolution: ``groups`` independent
+products laid out at fixed strides in ``A``, ``B`` and ``C``) adds its group and strides::
+
+    void tl_blas_sgemm_group(..., same 15 arguments ..., i32 group, i64 stride_a,
+                             i64 stride_b, i64 stride_c)
+
+computes band ``part`` of the product of group ``group``: ``A``, ``B`` and ``C`` moved on by
+``group * stride`` elements. It is made for parallel loops too.
 
 Modules calling the shims work when JIT-compiled in this process; a shared library exported with
 ``export_library`` does not carry them (the symbols resolve only inside this process).
@@ -42,7 +49,7 @@ from llvmlite import ir
 
 from tensorlang.errors import UnsupportedOpError
 
-__all__ = ["SHIMS", "PART_SHIMS", "ensure_symbol", "shim_address"]
+__all__ = ["SHIMS", "PART_SHIMS", "GROUP_SHIMS", "ensure_symbol", "shim_address"]
 
 # shim symbol -> (scipy.linalg.cython_blas routine, LLVM element type)
 SHIMS: dict[str, tuple[str, ir.Type]] = {
@@ -53,6 +60,10 @@ SHIMS: dict[str, tuple[str, ir.Type]] = {
 # band-of-the-product shims (callable inside parallel loops) -> the shim they call
 PART_SHIMS: dict[str, str] = {"tl_blas_sgemm_part": "tl_blas_sgemm",
                               "tl_blas_dgemm_part": "tl_blas_dgemm"}
+
+# the part shims of one group of a grouped product -> the part shim they call
+GROUP_SHIMS: dict[str, str] = {"tl_blas_sgemm_group": "tl_blas_sgemm_part",
+                               "tl_blas_dgemm_group": "tl_blas_dgemm_part"}
 
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
@@ -82,7 +93,7 @@ def ensure_symbol(name: str, in_parallel: bool = False) -> None:
         >>> llvm.address_of_symbol("tl_blas_sgemm") != 0
         True
     """
-    if name in PART_SHIMS:
+    if name in PART_SHIMS or name in GROUP_SHIMS:
         shim_address(name)
         return
     if name not in SHIMS:
@@ -131,7 +142,29 @@ def _shim_module() -> ir.Module:
         _emit_shim(module, shim, routine, real)
     for part, shim in PART_SHIMS.items():
         _emit_part_shim(module, part, module.get_global(shim), SHIMS[shim][1])
+    for group, part in GROUP_SHIMS.items():
+        _emit_group_shim(module, group, module.get_global(part), SHIMS[PART_SHIMS[part]][1])
     return module
+
+
+def _emit_group_shim(module: ir.Module, name: str, part: ir.Function, real: ir.Type) -> None:
+    """``name(15 arguments of part, group, stride_a, stride_b, stride_c)``: ``part`` on the
+    matrices of group ``group``, ``group * stride`` elements on from ``A``, ``B``, ``C``."""
+    i64 = ir.IntType(64)
+    args = list(part.function_type.args) + [_I32, i64, i64, i64]
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name)
+    *head, group, stride_a, stride_b, stride_c = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    size = ir.Constant(i64, 4 if isinstance(real, ir.FloatType) else 8)
+    group64 = builder.sext(group, i64)
+
+    def moved(pointer, stride):
+        return builder.gep(pointer, [builder.mul(builder.mul(group64, stride), size)])
+
+    head[6], head[8] = moved(head[6], stride_a), moved(head[8], stride_b)
+    head[11] = moved(head[11], stride_c)
+    builder.call(part, head)
+    builder.ret_void()
 
 
 def _emit_part_shim(module: ir.Module, name: str, whole: ir.Function, real: ir.Type) -> None:
@@ -217,7 +250,7 @@ def _load_shims() -> llvm.ExecutionEngine:
         ctypes.c_void_p.from_address(slot).value = pointers[shim]
         _addresses[shim] = engine.get_function_address(shim)
         llvm.add_symbol(shim, _addresses[shim])
-    for part in PART_SHIMS:
+    for part in (*PART_SHIMS, *GROUP_SHIMS):
         _addresses[part] = engine.get_function_address(part)
         llvm.add_symbol(part, _addresses[part])
     return engine

@@ -10,13 +10,14 @@ it. With the untuned default schedules this is 2-10x faster than the native conv
 light models' layers (odd spatial extents such as 55 or 13 leave the native tiles no vector
 width); the extern stage has no tuning knobs, so :func:`use_blas_conv2d` keeps it to the case it
 wins: float32, batch 1, not depthwise. A grouped convolution is one product per group (its
-im2col and weight slice as compute stages) and a stage that puts the groups together.
+matrices lie at fixed strides in the weight, the input (or its im2col) and the output, so it is
+one extern stage too, with one product per group (``tl_blas_sgemm_group``) and no copies.
 """
 from __future__ import annotations
 
 from tensorlang import math as tm
 from tensorlang.expr import Var, cast, const
-from tensorlang.ir.stmt import PARALLEL, Evaluate, For
+from tensorlang.ir.stmt import PARALLEL, SERIAL, Evaluate, For
 from tensorlang.math import call_extern
 from tensorlang.ops._util import const_int
 from tensorlang.tensor import compute, extern
@@ -51,61 +52,62 @@ def gemm_bands(m: int, n: int) -> int:
     return max(1, min(get_num_threads(), max(m, n) // MIN_BAND))
 
 
-def _gemm_call(m: int, n: int, k: int):
-    """The extern body ``C[m, n] = A[m, k] @ B[k, n]`` (row-major): with several threads, a
-    parallel loop over bands of the longer side, each one ``tl_blas_sgemm_part`` call
-    (codegen/llvm/blas.py), so the product runs on tensorlang's thread pool with the BLAS
-    itself on one thread (see :func:`single_threaded_blas`); on one thread one plain call."""
-    bands = gemm_bands(m, n)
+def _gemm_call(m: int, n: int, k: int, groups: int = 1):
+    """The extern body ``C[m, n] = A[m, k] @ B[k, n]`` (row-major), or with ``groups`` that many
+    such products laid end to end in ``A``, ``B`` and ``C`` (a grouped convolution). With several
+    threads, a parallel loop over bands of the longer side (and over the groups), each one
+    ``tl_blas_sgemm_part`` / ``tl_blas_sgemm_group`` call (codegen/llvm/blas.py), so the product
+    runs on tensorlang's thread pool with the BLAS itself on one thread (see
+    :func:`single_threaded_blas`); on one thread, one plain call per group."""
+    from tensorlang.runtime import get_num_threads
+    threads = get_num_threads()
+    if groups == 1:
+        bands = gemm_bands(m, n)
+    else:  # the groups share the threads; bands too only where they would not come out even
+        bands = 1 if groups % threads == 0 else gemm_bands(m, n)
+
+    def operands(a, b, c):
+        return [0, 0, _i32(m), _i32(n), _i32(k), const(1.0, "float32"), a.data, _i32(k),
+                b.data, _i32(n), const(0.0, "float32"), c.data, _i32(n)]
 
     def gemm(ins, outs):
-        a, b = ins
-        if bands == 1:
-            return Evaluate(call_extern(
-                "void", "tl_blas_sgemm", 0, 0, _i32(m), _i32(n), _i32(k),
-                const(1.0, "float32"), a.data, _i32(k), b.data, _i32(n), const(0.0, "float32"),
-                outs[0].data, _i32(n)))
-        part = Var("band", "int32")
-        call = Evaluate(call_extern(
-            "void", "tl_blas_sgemm_part", 0, 0, _i32(m), _i32(n), _i32(k),
-            const(1.0, "float32"), a.data, _i32(k), b.data, _i32(n), const(0.0, "float32"),
-            outs[0].data, _i32(n), part, _i32(bands)))
-        return For(part, const(0, "int32"), const(bands, "int32"), PARALLEL, call)
+        args = operands(*ins, outs[0])
+        if groups == 1 and bands == 1:
+            return Evaluate(call_extern("void", "tl_blas_sgemm", *args))
+        index = Var("band", "int32")
+        if groups == 1:
+            call = call_extern("void", "tl_blas_sgemm_part", *args, index, _i32(bands))
+        else:
+            strides = [const(v, "int64") for v in (m * k, k * n, m * n)]
+            call = call_extern("void", "tl_blas_sgemm_group", *args, index % bands,
+                               _i32(bands), index // bands, *strides)
+        kind = PARALLEL if threads > 1 and groups * bands > 1 else SERIAL
+        return For(index, const(0, "int32"), const(groups * bands, "int32"), kind,
+                   Evaluate(call))
 
     return gemm
 
 
 def conv2d_blas(data, weight, strides, pads, dilations, groups: int = 1):
     """NCHW x OIHW convolution of one image (``pads``: top, left, bottom, right) as im2col and
-    one ``sgemm`` per group; returns the [1, CO, OH, OW] result (the extern stage, or with
-    groups the concatenation of one extern stage per group)."""
+    one ``sgemm`` per group, all in one extern stage; returns the [1, CO, OH, OW] result."""
     h, w = const_int(data.shape[2]), const_int(data.shape[3])
     co, cig, kh, kw = (const_int(d) for d in weight.shape)
     oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
     ow = (w + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    cog = co // groups
     k, n = cig * kh * kw, oh * ow
-    parts = []
-    for g in range(groups):
-        if (kh, kw) == (1, 1) and tuple(strides) == (1, 1) and not any(pads) and groups == 1:
-            cols = data
-        else:
-            cols = compute((cig, kh, kw, oh, ow), _window(data, g * cig, strides, pads, dilations),
-                           name=f"T_im2col_{g}", tag="injective,im2col")
-        part_weight = weight if groups == 1 else compute(
-            (cog, cig, kh, kw), _shifted(weight, g * cog), name=f"T_weight_{g}",
-            tag="injective")
-        parts.append(extern((1, cog, oh, ow), [part_weight, cols],
-                            _gemm_call(cog, n, k),
-                            name=f"T_conv2d_blas_{g}", dtype="float32", tag="blas_gemm"))
-    if groups == 1:
-        return parts[0]
-    return compute((1, co, oh, ow), lambda b, c, i, j: _select_group(parts, cog, b, c, i, j),
-                   name="T_conv2d_blas_groups", tag="injective")
+    if (kh, kw) == (1, 1) and tuple(strides) == (1, 1) and not any(pads):
+        cols = data  # group g's rows are its cig channels, cig * n elements apart
+    else:  # every channel's windows: group g's matrix is the g-th block of cig channels
+        cols = compute((cig * groups, kh, kw, oh, ow), _window(data, strides, pads, dilations),
+                       name="T_im2col", tag="injective,im2col")
+    # the OIHW weight is, for group g, the [CO / groups, k] matrix at row g * CO / groups
+    return extern((1, co, oh, ow), [weight, cols], _gemm_call(co // groups, n, k, groups),
+                  name="T_conv2d_blas", dtype="float32", tag="blas_gemm")
 
 
-def _window(data, first_channel, strides, pads, dilations):
-    """im2col's body: input channel ``first_channel + c`` at kernel offset (y, x) for output
+def _window(data, strides, pads, dilations):
+    """im2col's body: input channel ``c`` at kernel offset (y, x) for output
     pixel (i, j), zero in the padding."""
     h, w = const_int(data.shape[2]), const_int(data.shape[3])
     zero = const(0.0, data.dtype)
@@ -114,21 +116,8 @@ def _window(data, first_channel, strides, pads, dilations):
         row = i * strides[0] + y * dilations[0] - pads[0]
         col = j * strides[1] + x * dilations[1] - pads[1]
         inside = tm.all(row >= 0, row < h, col >= 0, col < w)
-        return tm.if_then_else(inside, data[0, c + first_channel, row, col], zero)
+        return tm.if_then_else(inside, data[0, c, row, col], zero)
     return window
-
-
-def _shifted(weight, first):
-    return lambda o, c, y, x: weight[o + first, c, y, x]
-
-
-def _select_group(parts, cog, b, c, i, j):
-    out = parts[-1][b, c - (len(parts) - 1) * cog, i, j]
-    for g in range(len(parts) - 2, -1, -1):
-        out = tm.if_then_else(c < (g + 1) * cog, parts[g][b, c - g * cog, i, j], out)
-    return out
-
-
 
 
 def single_threaded_blas() -> bool:

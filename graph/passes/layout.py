@@ -8,7 +8,11 @@ add, ...), max / average pooling and concatenation along the channels run on the
 tensors directly, constant operands re-laid out here; a consumer that needs NCHW (global
 pooling, reshape, dense, a model output) gets one
 ``layout_from_nchwc``, and a blocked conv reading an NCHW tensor one ``layout_to_nchwc``: the
-transforms sit only at the boundaries of the blocked regions, each made once per tensor.
+transforms sit only at the boundaries of the blocked regions, each made once per tensor. Where
+a blocked and an NCHW tensor meet (a residual add, a concatenation), the op runs blocked only if
+a blocked convolution reads its result (through more such ops); otherwise the blocked operand is
+converted and the region ends there (ShuffleNet: its first conv is blocked and every later one
+grouped, so a blocked residual stream would cost two transforms per unit).
 
 Example::
 
@@ -96,7 +100,10 @@ def convert_conv_layout(mod: Module, select: Callable[[Call], bool] | None = Non
                                    name=_name(old))
         return blocked_of[key]
 
-    for node in post_order(mod.function.outputs):
+    order = post_order(mod.function.outputs)
+    wanted = _feeds_blocked_conv(order, lambda c: eligible_conv(c) and
+                                 (select is None or select(c)))
+    for node in order:
         if isinstance(node, (Var, Constant)):
             env[id(node)] = (node, None)
         elif isinstance(node, TupleGetItem):
@@ -112,16 +119,42 @@ def convert_conv_layout(mod: Module, select: Callable[[Call], bool] | None = Non
             if origin is not None:
                 origin[id(new)] = node
         else:
-            env[id(node)] = _convert_call(node, env, plain, blocked)
+            env[id(node)] = _convert_call(node, env, plain, blocked, id(node) in wanted)
     outputs = tuple(plain(o) for o in mod.function.outputs)
     return Module(Function(mod.function.params, outputs), mod.input_names, mod.output_names,
                   specializer=mod.specializer)
 
 
-def _convert_call(node: Call, env: dict, plain, blocked) -> tuple:
+def _feeds_blocked_conv(order: list, is_blocked_conv) -> set:
+    """``id`` of each node whose value reaches the data input of a blocked convolution through
+    elementwise, broadcast, pooling and concatenation ops only (``order``: post order)."""
+    passes_on = ("elementwise", "broadcast")
+    wanted: set = set()
+    for node in reversed(order):  # each node's consumers before it
+        if not isinstance(node, Call):
+            continue
+        if (is_blocked_conv(node) or id(node) in wanted) and node.args:
+            if is_blocked_conv(node):
+                targets = [node.args[0]]
+            elif node.op in _POOLS or node.op == "concat" or \
+                    get_op(node.op).pattern in passes_on:
+                targets = node.args
+            else:
+                targets = []
+            wanted.update(id(a) for a in targets if isinstance(a, Call))
+    return wanted
+
+
+def _convert_call(node: Call, env: dict, plain, blocked, feeds_blocked: bool) -> tuple:
     """An elementwise / broadcast call with a blocked operand stays blocked when every other
-    operand can follow (a constant, or a full-size tensor); anything else reads NCHW."""
+    operand can follow (a constant, or a full-size tensor) and, if another operand is an NCHW
+    tensor, a blocked convolution reads the result (``feeds_blocked``); anything else reads
+    NCHW."""
     blocks = [env[id(a)][1] for a in node.args]
+    mixed = any(blocks) and any(not b and not isinstance(a, Constant)
+                                for a, b in zip(node.args, blocks))
+    if mixed and not feeds_blocked:
+        blocks = [None] * len(blocks)
     pattern = get_op(node.op).pattern
     out = node.type
     if node.op in _POOLS and blocks[0] and node.attr("layout", "NCHW") == "NCHW":

@@ -32,6 +32,9 @@ PASSES = [
     ("loop_partition", partition_loops),
     ("simplify_after_partition", _simplify),
     ("flatten_storage", flatten_storage),
+    # flat indices of a fused, split loop ((f // 28) * 28 + f % 28) fold to f here, so the
+    # vectorizer sees a ramp instead of lanes it cannot prove distinct
+    ("simplify_after_flatten", _simplify),
     ("vectorize", vectorize_loops),
     ("simplify_after_vectorize", _simplify),
 ]
