@@ -468,3 +468,22 @@ def test_elementwise_stages_fuse_few_parallel_loops():
     y = np.zeros_like(x)
     tl.build(schedule, [X, Y])(x, y)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
+
+
+def test_short_rows_of_an_elementwise_stage_are_fused_for_full_vectors():
+    """A bias add on a 14 x 14 map: rows of 14 allow only 2-lane vectors, so the default
+    schedule fuses the last two axes (196 = 4 x 49) and vectorizes 4 lanes; a stage that reads
+    the rows transposed keeps its rows."""
+    A = tl.placeholder((1, 6, 14, 14), name="A")
+    b = tl.placeholder((6, 1, 1), name="b")
+    out = tl.compute((1, 6, 14, 14), lambda n, c, i, j: A[n, c, i, j] + b[c, 0, 0], name="out")
+    text = str(tl.lower(default_schedule([out], LANES), [A, b, out]))
+    assert "ramp(" in text and ", 1, 4)]" in text, text
+    a = np.random.default_rng(0).standard_normal((1, 6, 14, 14)).astype(np.float32)
+    bias = np.random.default_rng(1).standard_normal((6, 1, 1)).astype(np.float32)
+    got = np.zeros_like(a)
+    tl.build(default_schedule([out], LANES), [A, b, out])(a, bias, got)
+    np.testing.assert_allclose(got, a + bias, rtol=1e-6)
+    T = tl.compute((1, 6, 14, 14), lambda n, c, i, j: A[n, c, j, i] + b[c, 0, 0], name="T")
+    text = str(tl.lower(default_schedule([T], LANES), [A, b, T]))
+    assert ", 1, 4)]" not in text, text

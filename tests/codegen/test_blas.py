@@ -210,3 +210,21 @@ def test_blas_stage_computed_inside_a_parallel_loop_is_refused_at_build():
     s[Y.op.input_tensors[0]].compute_at(s[Y], i)
     with pytest.raises(UnsupportedOpError, match=r"'tl_blas_sgemm' is called inside a parallel"):
         tl.build(s, [X, W, b, Y])
+
+
+def test_group_shim_computes_one_group_of_a_grouped_product():
+    # tl_blas_sgemm_group: the part shim on group g, A / B / C moved on by g * their strides
+    ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
+    group = ctypes.CFUNCTYPE(None, *[i32] * 5, ctypes.c_float, ptr, i32, ptr, i32,
+                             ctypes.c_float, ptr, i32, i32, i32, i32, i64, i64, i64)(
+        llvm_blas.shim_address("tl_blas_sgemm_group"))
+    groups, m, n, k = 3, 5, 7, 4
+    a, b = _rand((groups, m, k)), _rand((groups, k, n))
+    c = np.full((groups, m, n), 9.0, np.float32)
+    parts = 2
+    for g in range(groups):
+        for p in range(parts):
+            group(0, 0, m, n, k, 1.0, a.ctypes.data, k, b.ctypes.data, n, 0.0, c.ctypes.data, n,
+                  p, parts, g, m * k, k * n, m * n)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=1e-5)
+    llvm_blas.ensure_symbol("tl_blas_sgemm_group", in_parallel=True)  # made for parallel loops

@@ -138,3 +138,39 @@ def test_bad_blocked_shapes_and_layouts_are_refused():
                             tl.placeholder((2, 2, 3, 3, 8, 16), name="W"))
     with pytest.raises(UserError, match="layout must be"):
         graph.build(graph.from_onnx(_cnn()), layout="NHWC")
+
+
+def _shuffle_unit(then_conv: bool):
+    """A blocked conv whose output meets a grouped (NCHW) conv's in a residual add; with
+    ``then_conv`` an eligible conv reads the sum."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "wg"], ["g"], group=2),
+             helper.make_node("Add", ["r1", "g"], ["s"]),
+             helper.make_node("Relu", ["s"], ["y" if not then_conv else "r2"])]
+    weights = dict(w1=rand(8, 4, 3, 3), wg=rand(8, 4, 1, 1))
+    if then_conv:
+        nodes.append(helper.make_node("Conv", ["r2", "w3"], ["y"]))
+        weights["w3"] = rand(8, 8, 1, 1)
+    return make_model(nodes, [("x", (1, 4, 6, 6), "float32")], [("y", None, "float32")],
+                      weights)
+
+
+@pytest.mark.parametrize("then_conv", [False, True])
+def test_where_blocked_meets_nchw_the_region_ends_unless_a_blocked_conv_reads_on(then_conv):
+    model = _shuffle_unit(then_conv)
+    blocked = convert_conv_layout(optimize(graph.from_onnx(model)))
+    calls = [c for g in partition(blocked) for c in g.calls]
+    add = next(c for c in calls if c.op == "add")
+    ops_used = [c.op for c in calls]
+    if then_conv:  # the grouped conv's result goes blocked for the add and the conv after it
+        assert any(getattr(a, "op", None) == "layout_to_nchwc" for a in add.args)
+        assert ops_used.count("layout_to_nchwc") == 2
+    else:  # the blocked relu comes back once, for the grouped conv and the add together
+        assert not any(getattr(a, "op", None) == "layout_to_nchwc" for a in add.args)
+        assert ops_used.count("layout_to_nchwc") == 1  # the model input
+    assert ops_used.count("layout_from_nchwc") == 1 + then_conv
+    lib = graph.build(graph.from_onnx(model), layout="NCHWc")
+    x = rand(1, 4, 6, 6)
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-5)

@@ -397,3 +397,23 @@ def test_lowering_twice_gives_structurally_equal_functions():
     first, second = tl.lower(s, [A, B]), tl.lower(s, [A, B])
     assert first == second and hash(first) == hash(second)
     assert first != tl.lower(tl.create_schedule(B), [A, B])
+
+
+def test_vectorized_loop_over_fused_short_rows_is_a_contiguous_vector():
+    # fuse(i, j) then split by 8: the flat index (f // 14) * 14 + f % 14 folds to f before
+    # the vectorizer runs, so the store is one ramp, not a loop left for LLVM to gather
+    A = tl.placeholder((3, 14, 14), name="A")
+    b = tl.placeholder((3,), name="b")
+    out = tl.compute((3, 14, 14), lambda c, i, j: A[c, i, j] * 2.0 + b[c], name="out")
+    s = tl.create_schedule(out)
+    c, i, j = s[out].op.axis
+    _, inner = s[out].split(s[out].fuse(i, j), factor=4)
+    s[out].vectorize(inner)
+    text = str(tl.lower(s, [A, b, out]))
+    assert "ramp(" in text and "vectorized(" not in text
+    f = tl.build(s, [A, b, out])
+    a = np.random.default_rng(0).standard_normal((3, 14, 14)).astype(np.float32)
+    bias = np.random.default_rng(1).standard_normal(3).astype(np.float32)
+    got = np.zeros_like(a)
+    f(a, bias, got)
+    np.testing.assert_allclose(got, a * 2 + bias[:, None, None], rtol=1e-6)
