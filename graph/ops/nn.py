@@ -39,8 +39,9 @@ def conv2d_compute(xs, attrs, allow_blas: bool = True):
     if groups > 1 and groups == channels and const_int(weight.shape[1]) == 1 and \
             out_channels % groups == 0:
         # depthwise: the OIHW weight [C * M, 1, KH, KW] is TOPI's [C, M, KH, KW]
-        kernel = T.transform.reshape(weight, (channels, out_channels // channels,
-                                              *weight.shape[2:]))
+        # (with one filter per channel the weight already has that shape: no reshape stage)
+        kernel = weight if out_channels == channels else T.transform.reshape(
+            weight, (channels, out_channels // channels, *weight.shape[2:]))
         return T.nn.depthwise_conv2d_nchw(data, kernel, stride=strides, padding=pads,
                                           dilation=dilations)
     if allow_blas and use_blas_conv2d(data, weight, groups):

@@ -103,3 +103,14 @@ def test_a_reduction_does_not_take_an_injective_consumer():
     np.testing.assert_allclose(graph.build(graph.from_onnx(model)).run(x)[0],
                                run_ort(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
 
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_conv_reads_its_weight_in_place_with_one_filter_per_channel(multiplier):
+    model = _grouped(6, 6 * multiplier, 6, 3, pad=1)
+    _, computes = _stages(model)
+    assert any("reshape" in name for name in computes) == (multiplier > 1)
+    x = rand(1, 6, 9, 9)
+    lib = graph.build(graph.from_onnx(model))
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-5)
