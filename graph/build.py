@@ -4,6 +4,8 @@ The graph is cut into fusion groups: each group starts at an *anchor* (any call 
 group: a convolution, a matmul, a reduction, a layout op, or a lone elementwise op) and takes on
 the chain of elementwise / broadcast consumers after it while each link has exactly one consumer
 and is not a model output. So conv2d + bias add + relu, or batch_norm + relu, become one kernel.
+A group without a reduction (data movement, elementwise) takes injective consumers too, so a
+channel shuffle (reshape + transpose + reshape) is one kernel.
 
 Each group is described by a JSON *spec* (its ops, attributes and input types, nothing else), and
 :func:`group_workload` rebuilds the group's DSL computation from the spec. The spec is the
