@@ -21,7 +21,9 @@ from .gemm import conv2d_blas, use_blas_conv2d
 def conv2d_compute(xs, attrs, allow_blas: bool = True):
     """The DSL computation of graph op ``conv2d``: depthwise, im2col + BLAS sgemm where that is
     faster (``allow_blas``; never on a GPU, which cannot call the CPU BLAS), or a direct
-    reduction."""
+    reduction. On the CPU (``allow_blas``) a depthwise conv strided along the width splits its
+    input into column phases first (``depthwise_conv2d_nchw_phased``: contiguous vector reads
+    instead of gathers)."""
     data, weight = xs
     strides = tuple(attrs.get("strides", (1, 1)))
     pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
@@ -42,6 +44,9 @@ def conv2d_compute(xs, attrs, allow_blas: bool = True):
         # (with one filter per channel the weight already has that shape: no reshape stage)
         kernel = weight if out_channels == channels else T.transform.reshape(
             weight, (channels, out_channels // channels, *weight.shape[2:]))
+        if allow_blas and out_channels == channels and strides[1] > 1 and \
+                tuple(dilations) == (1, 1):  # CPU: strided columns read contiguously
+            return T.nn.depthwise_conv2d_nchw_phased(data, kernel, stride=strides, padding=pads)
         return T.nn.depthwise_conv2d_nchw(data, kernel, stride=strides, padding=pads,
                                           dilation=dilations)
     if allow_blas and use_blas_conv2d(data, weight, groups):

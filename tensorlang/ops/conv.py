@@ -305,5 +305,54 @@ def depthwise_conv2d_nchw(data: Tensor, kernel: Tensor, stride=1, padding=0, dil
                    tag="depthwise_conv2d_nchw")
 
 
+def depthwise_conv2d_nchw_phased(data: Tensor, kernel: Tensor, stride=1, padding=0,
+                                 out_dtype: str | None = None,
+                                 name: str = "depthwise_conv2d_nchw") -> Tensor:
+    """:func:`depthwise_conv2d_nchw` with one filter per channel (``kernel`` [C, 1, KH, KW]),
+    for a stride along the width: the padded input is first split into its ``stride`` column
+    phases, ``phases[n, c, y, p, x] = padded[n, c, y, x * stride + p]``, so that the
+    convolution reads each phase's rows contiguously (a vector of outputs reads a vector of
+    inputs) instead of gathering every ``stride``-th element. The strided read happens once,
+    in the phase split; the direct form reads each input KH x KW times. Same numbers as
+    :func:`depthwise_conv2d_nchw` (dilation 1).
+
+    Example: ``Y = ops.nn.depthwise_conv2d_nchw_phased(X, W, stride=2, padding=1)``.
+    """
+    op = "depthwise_conv2d_nchw"
+    stride, pads, dilation = _conv_args(op, data, kernel, stride, padding, 1)
+    out_dtype = _out_dtype(op, data, kernel, out_dtype)
+    n, c, h, w = data.shape
+    kc, m, kh, kw = kernel.shape
+    if dims_differ(c, kc) or const_int(m) != 1:
+        raise ShapeError(f"{op}: the phased form takes one filter per channel (kernel "
+                         f"[C, 1, KH, KW]); got data {shape_str(data.shape)} and kernel "
+                         f"{shape_str(kernel.shape)}")
+    out_h, out_w = _spatial(op, data, (kh, kw), stride, pads, dilation)
+    extents = [const_int(v) for v in (out_h, out_w, kh, kw)]
+    if any(v is None for v in extents):
+        raise ShapeError(f"{op}: the phased form needs constant shapes, got data "
+                         f"{shape_str(data.shape)} and kernel {shape_str(kernel.shape)}")
+    out_h, out_w, kh, kw = extents
+    sh, sw = stride
+    rows, cols = (out_h - 1) * sh + kh, out_w + (kw - 1) // sw
+    zero = 0.0 if dt.is_float(data.dtype) else 0
+
+    def phase(b, f, y, p, x):
+        row, col = y - pads[0], x * sw + p - pads[1]
+        inside = tm.all(row >= 0, row < h, col >= 0, col < w)
+        return tm.if_then_else(inside, data[b, f, row, col], zero)
+
+    phases = compute((n, c, rows, sw, cols), phase, name="phases", tag="injective,pad")
+    ry = reduce_axis((0, kh), name="ry")
+    rx = reduce_axis((0, kw), name="rx")
+
+    def body(b, f, y, x):
+        value = phases[b, f, y * sh + ry.var, rx.var % sw, x + rx.var // sw]
+        return red.sum(_cast(value, out_dtype) * _cast(kernel[f, 0, ry.var, rx.var], out_dtype),
+                       axis=[ry, rx])
+
+    return compute((n, c, out_h, out_w), body, name=name, tag="depthwise_conv2d_nchw")
+
+
 __all__ = ["conv2d_nchw", "conv2d_nchw_blocked", "conv2d_nchwc", "depthwise_conv2d_nchw",
-           "out_extent"]
+           "depthwise_conv2d_nchw_phased", "out_extent"]

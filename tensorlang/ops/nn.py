@@ -24,7 +24,7 @@ from ..tensor import Tensor, compute, reduce_axis
 from ._util import (broadcast_shape, check_float, check_ndim, check_tensor, const_int,
                     dims_differ, normalize_axes, normalize_axis, product, shape_str)
 from .conv import (conv2d_nchw, conv2d_nchw_blocked, conv2d_nchwc,  # noqa: F401
-                   depthwise_conv2d_nchw)
+                   depthwise_conv2d_nchw, depthwise_conv2d_nchw_phased)
 from .elemwise import (clip, gelu, leaky_relu, relu, sigmoid, tanh)  # noqa: F401
 from .pool import global_pool, pool2d  # noqa: F401
 
@@ -268,6 +268,6 @@ def batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mean
 
 
 __all__ = ["dense", "matmul", "batch_matmul", "conv2d_nchw", "conv2d_nchw_blocked",
-           "conv2d_nchwc", "depthwise_conv2d_nchw", "pool2d",
+           "conv2d_nchwc", "depthwise_conv2d_nchw", "depthwise_conv2d_nchw_phased", "pool2d",
            "global_pool", "softmax", "log_softmax", "layer_norm", "batch_norm", "relu",
            "leaky_relu", "sigmoid", "tanh", "gelu", "clip"]

@@ -114,3 +114,14 @@ def test_depthwise_conv_reads_its_weight_in_place_with_one_filter_per_channel(mu
     lib = graph.build(graph.from_onnx(model))
     np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("stride,pad,size", [(2, 1, 9), (2, 1, 12), (3, 0, 10)])
+def test_strided_depthwise_conv_reads_column_phases_and_matches_onnxruntime(stride, pad, size):
+    model = _grouped(8, 8, 8, 3, stride=stride, pad=pad, size=size)
+    _, computes = _stages(model)
+    assert "phases" in computes and "pad_temp" not in computes
+    x = rand(1, 8, size, size)
+    lib = graph.build(graph.from_onnx(model))
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-5)

@@ -300,6 +300,34 @@ def test_depthwise_conv2d_nchw(multiplier, stride):
     check(s, [X, W, Y], [x_np, w_np], expect, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("size,kernel,stride,padding", [
+    ((9, 11), 3, 2, 1), ((12, 12), 3, (1, 2), (0, 1, 2, 1)), ((10, 13), 5, 3, 2),
+    ((7, 8), 3, (2, 1), 1), ((5, 6), 2, 2, 0)])
+def test_depthwise_phased_matches_the_direct_form(size, kernel, stride, padding):
+    """The column-phase form: same numbers as the direct depthwise conv, under its default
+    schedule (phases materialized, vectors along the output width)."""
+    from autotune.sketch import default_schedule
+    h, w = size
+    X = tl.placeholder((2, 5, h, w), name="X")
+    W = tl.placeholder((5, 1, kernel, kernel), name="W")
+    Y = NN.depthwise_conv2d_nchw_phased(X, W, stride=stride, padding=padding)
+    x_np, w_np = rand((2, 5, h, w)), rand((5, 1, kernel, kernel))
+    strides = (stride, stride) if isinstance(stride, int) else stride
+    pads = {1: (1,) * 4, 2: (2,) * 4, 0: (0,) * 4}.get(padding, padding)
+    expect = conv2d_ref(x_np, w_np, strides, pads, groups=5)
+    assert Y.shape == expect.shape or tuple(int(d) for d in Y.shape) == expect.shape
+    check(default_schedule([Y], 8), [X, W, Y], [x_np, w_np], expect, rtol=1e-4, atol=1e-5)
+    text = str(tl.lower(default_schedule([Y], 8), [X, W, Y]))
+    if strides[1] > 1:  # the convolution reads its phases contiguously: no strided ramps
+        assert f", {strides[1]}, " not in text.split("phases[")[-1].split("]")[0]
+
+
+def test_depthwise_phased_refuses_several_filters_per_channel():
+    X = tl.placeholder((1, 4, 8, 8), name="X")
+    with pytest.raises(ShapeError, match="one filter per channel"):
+        NN.depthwise_conv2d_nchw_phased(X, tl.placeholder((4, 2, 3, 3), name="W"), stride=2)
+
+
 # -- pooling -------------------------------------------------------------------------------
 
 POOL_CASES = [
