@@ -133,15 +133,14 @@ def _feeds_blocked_conv(order: list, is_blocked_conv) -> set:
     for node in reversed(order):  # each node's consumers before it
         if not isinstance(node, Call):
             continue
-        if (is_blocked_conv(node) or id(node) in wanted) and node.args:
-            if is_blocked_conv(node):
-                targets = [node.args[0]]
-            elif node.op in _POOLS or node.op == "concat" or \
-                    get_op(node.op).pattern in passes_on:
-                targets = node.args
-            else:
-                targets = []
-            wanted.update(id(a) for a in targets if isinstance(a, Call))
+        if is_blocked_conv(node):
+            targets = node.args[:1]
+        elif id(node) in wanted and (node.op in _POOLS or node.op == "concat" or
+                                     get_op(node.op).pattern in passes_on):
+            targets = node.args
+        else:
+            continue
+        wanted.update(id(a) for a in targets if isinstance(a, Call))
     return wanted
 
 

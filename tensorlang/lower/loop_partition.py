@@ -49,10 +49,10 @@ def _linear(diff, var: Var):
 
 
 def _bound_split(cond, var: Var, inner: dict):
-    """For a bound ``lhs < rhs`` (``<=``, ``>``, ``>=``) linear in ``var``: ``("upper", p)``
-    when it holds for every inner-loop value exactly while ``var < p`` may not be needed to
-    fail (the first value at which it may fail), ``("lower", p)`` when it holds for all
-    ``var >= p``; None when the bound is not of that form."""
+    """Where a bound ``lhs < rhs`` (``<=``, ``>``, ``>=``), linear in ``var``, holds for every
+    inner-loop value: ``("upper", p)`` when it holds for all ``var < p`` (a positive
+    coefficient), ``("lower", p)`` when it holds for all ``var >= p`` (a negative one); None
+    when the bound is not of that form."""
     from ..arith import bound_of, simplify
     if isinstance(cond, (GT, GE)):  # a > b  <=>  b < a
         cond = (LT if isinstance(cond, GT) else LE)(cond.b, cond.a, cond.dtype)
@@ -77,13 +77,6 @@ def _bound_split(cond, var: Var, inner: dict):
         return "upper", simplify(point)
     c = -coeff  # worst < c * var (<=): var >= floor((worst - slack) / c) + 1
     return "lower", simplify(binary(Add, binary(FloorDiv, binary(Sub, worst, slack), c), 1))
-
-
-def _upper_split(cond, var: Var, inner: dict):
-    """The first value of ``var`` at which the bound ``cond`` may fail for some inner-loop
-    values, for a bound that holds below a point; else None."""
-    found = _bound_split(cond, var, inner)
-    return found[1] if found is not None and found[0] == "upper" else None
 
 
 class _Partition(Mutator):
