@@ -37,6 +37,7 @@ import threading
 import tensorlang as tl
 from autotune.sketch import Sketch, generate_sketches
 from autotune.task import Task, _vector_lanes
+from tensorlang.ops.winograd import schedule_winograd
 from tensorlang.tensor import ComputeOp, ExternOp
 
 from .ops.gemm import single_threaded_blas
@@ -78,12 +79,21 @@ def _calls_extern(task: Task) -> bool:
 def _extern_schedule(task: Task) -> tl.Schedule:
     """The schedule of a group with an extern stage: elementwise stages read only by compute
     stages are inlined, every other compute stage (im2col, the group's output) runs parallel
-    and vectorized. The sketches would inline a stage an extern reads, which cannot be done."""
+    and vectorized. The sketches would inline a stage an extern reads, which cannot be done.
+    A Winograd convolution's pad, input transform and output stages get
+    ``tensorlang.ops.winograd.schedule_winograd`` (tile axes unrolled)."""
     sch = tl.create_schedule(task.outputs)
+    winograd = next((st for st in sch.stages if st.op.tag == "winograd_output"), None)
+    carrier = None  # the stage that carries the winograd output's loops
+    if winograd is not None:
+        outputs = [st for st in sch.stages if st.is_output]
+        same = len(outputs) == 1 and [int(d) for d in outputs[0].op.output(0).shape] == \
+            [int(d) for d in winograd.op.output(0).shape]
+        carrier = outputs[0] if same else winograd
     plans = []
     for i, st in enumerate(sch.stages):
         readers = sch.consumers_of(st)
-        if not isinstance(st.op, ComputeOp):
+        if not isinstance(st.op, ComputeOp) or st.op.tag in _WINOGRAD_OWN or st is carrier:
             plans.append((i, "skip", {}))
         elif not st.is_output and not st.op.reduce_axis and readers and \
                 all(isinstance(r.op, ComputeOp) for r in readers):
@@ -91,7 +101,14 @@ def _extern_schedule(task: Task) -> tl.Schedule:
         else:
             plans.append((i, "simple", {}))
     sketch = Sketch(task.outputs, plans, _vector_lanes(task))
-    return sketch.apply(task.outputs, sketch.default_decisions())
+    sch = sketch.apply(task.outputs, sketch.default_decisions())
+    if carrier is not None:  # the output stage holding the inlined winograd output, or itself
+        schedule_winograd(sch, next(st for st in sch.stages if st.op is carrier.op))
+    return sch
+
+
+# the Winograd stages that tensorlang.ops.winograd.schedule_winograd schedules itself
+_WINOGRAD_OWN = ("winograd_pad", "winograd_input")
 
 
 def _compile_here(name: str, spec: str, target: str, database):

@@ -9,7 +9,9 @@
   where the database has one, ``graph.tune`` tunes convolutions in this form, else its default
   schedule; untuned ones only from 4 MFLOP up) is compiled, timed here against its NCHW group
   (im2col + BLAS) on the same random inputs (best of 3 x 3 calls each), and left in NCHW only
-  where that is 1.25x faster. On the
+  where that is 1.25x faster. A 3x3 stride-1 convolution with outputs of at least 8 x 8 is
+  also timed as Winograd ``F(4x4, 3x3)`` (``conv2d_winograd_nchwc``, blocked too) and runs
+  so where that beats its direct blocked kernel. On the
   nine light models (RESULTS.md), neither layout wins everywhere: blocked is 1.9x faster on
   VGG-19 and DenseNet-121, im2col + BLAS 1.5x faster on SqueezeNet, whose 13 x 13 outputs
   leave the blocked kernel a register tile of one row.
@@ -50,15 +52,18 @@ def choose_conv_layout(mod: Module, target: str, database, layout: str) -> Modul
         return mod
     if layout == "NCHWc":
         return convert_conv_layout(mod)
-    faster = _faster_blocked_convs(mod, target, database)
+    faster, winograd = _faster_blocked_convs(mod, target, database)
     if not faster:
         return mod
-    return convert_conv_layout(mod, select=lambda conv: id(conv) in faster)
+    return convert_conv_layout(mod, select=lambda conv: id(conv) in faster,
+                               winograd=lambda conv: id(conv) in winograd)
 
 
-def _faster_blocked_convs(mod: Module, target: str, database) -> set:
+def _faster_blocked_convs(mod: Module, target: str, database) -> tuple[set, set]:
     """``id`` of each original conv whose blocked group (tuned where ``database`` has its
-    record, else with its default schedule) times faster than its NCHW group."""
+    record, else with its default schedule; or as Winograd, where ``winograd_conv`` allows
+    and that times faster) times faster than its NCHW group, and the subset of those that
+    run as Winograd."""
     from autotune.database import Database
     from autotune.task import Task
     from .build import group_spec, group_workload, partition
@@ -82,16 +87,47 @@ def _faster_blocked_convs(mod: Module, target: str, database) -> set:
         if db is not None and db is not database:
             db.close()
     if not pairs:
-        return set()
+        return set(), set()
+    winograd_specs = _winograd_specs(mod, target, {id(conv) for conv, _, _ in pairs})
     jobs = [(f"blocked_{i}", b) for i, (_, b, _) in enumerate(pairs)] + \
-           [(f"plain_{i}", p) for i, (_, _, p) in enumerate(pairs)]
+           [(f"plain_{i}", p) for i, (_, _, p) in enumerate(pairs)] + \
+           [(f"winograd_{i}", w) for i, w in enumerate(winograd_specs.values())]
     kernels = compile_kernels(jobs, target, database)
-    faster = set()
+    faster, winograd = set(), set()
     for conv, blocked_spec, plain_spec in pairs:
-        if _seconds(kernels[blocked_spec], blocked_spec, target) < \
-                PLAIN_MARGIN * _seconds(kernels[plain_spec], plain_spec, target):
+        best = _seconds(kernels[blocked_spec], blocked_spec, target)
+        spec = winograd_specs.get(id(conv))
+        if spec is not None:
+            seconds = _seconds(kernels[spec], spec, target)
+            if seconds < best:
+                best = seconds
+                winograd.add(id(conv))
+        if best < PLAIN_MARGIN * _seconds(kernels[plain_spec], plain_spec, target):
             faster.add(id(conv))
-    return faster
+    return faster, winograd & faster
+
+
+def _winograd_specs(mod: Module, target: str, candidates: set) -> dict:
+    """``{id(original conv): spec of its Winograd group}`` for the ``candidates`` that
+    ``winograd_conv`` allows."""
+    from .build import group_spec, partition
+    from .passes.layout import winograd_conv
+    if not any(winograd_conv(c) for c in _calls(mod) if id(c) in candidates):
+        return {}
+    origin: dict = {}
+    converted = convert_conv_layout(mod, origin=origin, winograd=lambda conv: True)
+    specs = {}
+    for group in partition(converted):
+        first = group.calls[0]
+        conv = origin.get(id(first))
+        if conv is not None and first.op == "conv2d_winograd_nchwc" and id(conv) in candidates:
+            specs[id(conv)] = group_spec(group, target)
+    return specs
+
+
+def _calls(mod: Module) -> list:
+    from .ir import Call, post_order
+    return [n for n in post_order(mod.function.outputs) if isinstance(n, Call)]
 
 
 def _flops(conv) -> int:

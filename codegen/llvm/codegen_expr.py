@@ -183,6 +183,9 @@ class ExprCodegen:
     def _compare(self, e):
         a, b = self.expr(e.a), self.expr(e.b)
         operand = e.a.dtype
+        folded = _fold_int_compare(e, a, b)
+        if folded is not None:
+            return folded
         if dt.is_float(operand):
             if isinstance(e, E.NE):
                 return self.b.fcmp_unordered("!=", a, b)  # NaN != x holds, like NumPy
@@ -203,8 +206,13 @@ class ExprCodegen:
         return self.b.xor(self.expr(e.a), constant(e.dtype, 1))
 
     def _e_Select(self, e):
-        return self.b.select(self.expr(e.condition), self.expr(e.true_value),
-                             self.expr(e.false_value))
+        condition = self.expr(e.condition)
+        if isinstance(condition, ir.Constant) and condition.type == ir.IntType(1) and \
+                isinstance(condition.constant, (bool, int)):
+            # a condition known here (an unrolled loop's index compared with a constant):
+            # only the chosen side is emitted, so select chains over unrolled axes cost nothing
+            return self.expr(e.true_value if condition.constant else e.false_value)
+        return self.b.select(condition, self.expr(e.true_value), self.expr(e.false_value))
 
     # -- conversions and vectors ----------------------------------------------------------------
     def _e_Cast(self, e):
@@ -440,6 +448,23 @@ class ExprCodegen:
             return dt.is_int(e.value.dtype) and self.known_non_negative(e.value) and \
                 dt.bits(e.dtype) >= dt.bits(e.value.dtype)
         return False
+
+
+_PY_CMP = {E.LT: lambda a, b: a < b, E.LE: lambda a, b: a <= b, E.GT: lambda a, b: a > b,
+           E.GE: lambda a, b: a >= b, E.EQ: lambda a, b: a == b, E.NE: lambda a, b: a != b}
+
+
+def _fold_int_compare(e, a: ir.Value, b: ir.Value) -> ir.Constant | None:
+    """A scalar signed-integer comparison of two LLVM constants, as an ``i1`` constant (None
+    otherwise). llvmlite's builder does not fold constants itself."""
+    if not (isinstance(a, ir.Constant) and isinstance(b, ir.Constant)) or \
+            not dt.is_int(e.a.dtype) or dt.lanes_of(e.a.dtype) != 1 or \
+            dt.is_uint(e.a.dtype) or dt.is_bool(e.a.dtype):
+        return None
+    x, y = a.constant, b.constant
+    if not (isinstance(x, int) and isinstance(y, int)):
+        return None
+    return ir.Constant(ir.IntType(1), int(_PY_CMP[type(e)](x, y)))
 
 
 def vector_access_kind(index) -> str:

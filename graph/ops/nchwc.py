@@ -5,7 +5,10 @@
 - ``layout_from_nchwc(x)``: the way back;
 - ``conv2d_nchwc(x, w, strides=, pads=, dilations=)``: ``tensorlang.ops.nn.conv2d_nchwc`` on a
   blocked input and a packed weight ``[K/kb, C/cb, KH, KW, cb, kb]``;
-  :func:`pack_conv_weight` packs an OIHW weight so.
+  :func:`pack_conv_weight` packs an OIHW weight so;
+- ``conv2d_winograd_nchwc(x, u, tile=, pads=, block=)``: a stride-1 3x3 convolution as
+  Winograd ``F(tile, 3)`` (``tensorlang.ops.winograd``) on a blocked input and the transformed
+  weight ``u = winograd_weight(w, tile)``, with ``block`` output channels per block.
 
 Example::
 
@@ -20,10 +23,11 @@ import numpy as np
 from tensorlang import ops as T
 from tensorlang.errors import ShapeError
 from tensorlang.ops._util import const_int
-from tensorlang.tensor import compute
+from tensorlang.tensor import compute, extern
 
 from ..ir import TensorType
 from . import register
+from .gemm import _gemm_call
 
 
 def pack_conv_weight(weight: np.ndarray, c_block: int, k_block: int) -> np.ndarray:
@@ -83,8 +87,26 @@ def _conv_compute(xs, attrs):
                              dilation=tuple(attrs.get("dilations", (1, 1))))
 
 
+def _winograd_compute(xs, attrs):
+    """``conv2d_winograd_nchwc``: the Winograd stages of ``tensorlang.ops.winograd`` with the
+    ``a * a`` products made one grouped BLAS extern (``graph/ops/gemm.py``)."""
+    data, weight = xs
+    tile = int(attrs.get("tile", 4))
+
+    def product(v, u):
+        alpha, _, rows, tiles_w, _, _ = (const_int(d) for d in v.shape)
+        channels, outputs = (const_int(d) for d in u.shape[1:])
+        return extern((alpha * alpha, rows * tiles_w, outputs), [v, u],
+                      _gemm_call(rows * tiles_w, outputs, channels, alpha * alpha),
+                      name="winograd_product", dtype="float32", tag="blas_gemm")
+    return T.winograd.conv2d_winograd_nchwc(
+        data, weight, tile=tile, padding=tuple(attrs.get("pads", (0, 0, 0, 0))),
+        out_block=int(attrs["block"]), product=product)
+
+
 register("layout_to_nchwc", _to_infer, _to_compute, "injective")
 register("layout_from_nchwc", _from_infer, _from_compute, "injective")
 register("conv2d_nchwc", None, _conv_compute, "out_fusable")
+register("conv2d_winograd_nchwc", None, _winograd_compute, "out_fusable")
 
 __all__ = ["pack_conv_weight", "to_nchwc_array"]

@@ -25,11 +25,13 @@ from typing import Callable
 
 import numpy as np
 
+from tensorlang.ops.winograd import winograd_weight
+
 from ..ir import Call, Constant, Expr, Function, Module, TupleGetItem, Var, post_order
 from ..ops import get_op
 from ..ops.nchwc import pack_conv_weight
 
-__all__ = ["convert_conv_layout", "conv_blocks", "eligible_conv"]
+__all__ = ["convert_conv_layout", "conv_blocks", "eligible_conv", "winograd_conv"]
 
 _BLOCKS = (16, 8, 4, 2, 1)
 _POOLS = ("max_pool2d", "avg_pool2d")
@@ -48,6 +50,25 @@ def eligible_conv(call: Expr) -> bool:
     return (isinstance(weight, Constant) and call.attr("groups", 1) == 1
             and call.type.dtype == "float32" and data.type.ndim == 4
             and weight.type.ndim == 4 and weight.type.shape[0] % 4 == 0)
+
+
+# Winograd F(4x4, 3x3) for the convolutions that ``winograd`` picks (graph/conv_layout.py
+# times it against the direct kernel); below 8 x 8 outputs its 4x larger weight and padded
+# tiles cost more than the multiplies it saves
+WINOGRAD_TILE = 4
+WINOGRAD_MIN_OUTPUT = 8
+
+
+def winograd_conv(call: Expr) -> bool:
+    """Whether an eligible conv can run as Winograd ``F(4x4, 3x3)``: a 3 x 3 kernel, stride 1,
+    no dilation and outputs of at least 8 x 8."""
+    if not eligible_conv(call):
+        return False
+    kh, kw = call.args[1].type.shape[2:]
+    oh, ow = call.type.shape[2:]
+    return (kh, kw) == (3, 3) and tuple(call.attr("strides", (1, 1))) == (1, 1) and \
+        tuple(call.attr("dilations", (1, 1))) == (1, 1) and \
+        min(oh, ow) >= WINOGRAD_MIN_OUTPUT
 
 
 def conv_blocks(call: Call, input_block: int | None) -> tuple[int, int]:
@@ -74,10 +95,13 @@ def _blocked_constant(value: np.ndarray, block: int, channels: int) -> np.ndarra
 
 
 def convert_conv_layout(mod: Module, select: Callable[[Call], bool] | None = None,
-                        origin: dict | None = None) -> Module:
+                        origin: dict | None = None,
+                        winograd: Callable[[Call], bool] | None = None) -> Module:
     """``mod`` with the eligible convolutions that ``select`` accepts (default: all) run in the
     blocked layout; see the module docstring. The result computes the same numbers.
-    ``origin``, when given, is filled with ``{id(new conv2d_nchwc call): original conv2d}``."""
+    ``origin``, when given, is filled with ``{id(new conv2d_nchwc call): original conv2d}``.
+    Those of them that ``winograd`` accepts (default: none) and :func:`winograd_conv` allows
+    become ``conv2d_winograd_nchwc``, their weight transformed here."""
     env: dict[int, tuple] = {}     # id(old node) -> (new node, block or None)
     plain_of: dict[int, Expr] = {}
     blocked_of: dict[tuple, Expr] = {}
@@ -111,10 +135,18 @@ def convert_conv_layout(mod: Module, select: Callable[[Call], bool] | None = Non
         elif eligible_conv(node) and (select is None or select(node)):
             data, weight = node.args
             cb, kb = conv_blocks(node, env[id(data)][1])
-            packed = Constant(f"{weight.name}_nchwc{cb}c{kb}",
-                              pack_conv_weight(weight.value, cb, kb))
-            attrs = {k: v for k, v in node.attrs if k in ("strides", "pads", "dilations")}
-            new = Call("conv2d_nchwc", (blocked(data, cb), packed), attrs, name=node.name)
+            if winograd is not None and winograd_conv(node) and winograd(node):
+                u = Constant(f"{weight.name}_winograd{WINOGRAD_TILE}",
+                             winograd_weight(weight.value, WINOGRAD_TILE))
+                attrs = {"tile": WINOGRAD_TILE, "pads": node.attr("pads", (0, 0, 0, 0)),
+                         "block": kb}
+                new = Call("conv2d_winograd_nchwc", (blocked(data, cb), u), attrs,
+                           name=node.name)
+            else:
+                packed = Constant(f"{weight.name}_nchwc{cb}c{kb}",
+                                  pack_conv_weight(weight.value, cb, kb))
+                attrs = {k: v for k, v in node.attrs if k in ("strides", "pads", "dilations")}
+                new = Call("conv2d_nchwc", (blocked(data, cb), packed), attrs, name=node.name)
             env[id(node)] = (new, kb)
             if origin is not None:
                 origin[id(new)] = node

@@ -84,17 +84,43 @@ def test_auto_layout_keeps_whichever_form_of_each_conv_times_faster(monkeypatch)
     lib = graph.build(mod)  # every conv here is under 1 MFLOP: none timed, none blocked
     assert not timed and not any("nchwc" in name for name in lib.groups)
     monkeypatch.setattr(conv_layout, "MIN_UNTUNED_FLOPS", 0)
-    for blocked_wins in (True, False):
-        def seconds(kernel, spec, target, blocked_wins=blocked_wins):
+    # seconds per form for each outcome; NCHW at 1.5x faster is over the 1.25x margin
+    outcomes = {"blocked": {"direct": 1e-3, "winograd": 1.2e-3, "plain": 1.5e-3},
+                "plain": {"direct": 1.5e-3, "winograd": 1.5e-3, "plain": 1e-3},
+                "winograd": {"direct": 1e-3, "winograd": 0.5e-3, "plain": 1.5e-3}}
+    for winner, times in outcomes.items():
+        def seconds(kernel, spec, target, times=times):
             timed.append(spec)
-            # NCHW at 1.5x faster: over the 1.25x margin
-            return 1e-3 if ("conv2d_nchwc" in spec) == blocked_wins else 1.5e-3
+            form = "winograd" if "conv2d_winograd_nchwc" in spec else \
+                "direct" if "conv2d_nchwc" in spec else "plain"
+            return times[form]
         monkeypatch.setattr(conv_layout, "_seconds", seconds)
         lib = graph.build(mod)
         blocked = [name for name in lib.groups if "nchwc" in name]
-        assert bool(blocked) == blocked_wins, lib.groups
+        winograd = [name for name in lib.groups if "winograd" in name]
+        assert bool(blocked) == (winner != "plain"), lib.groups
+        # only the first conv (3x3, stride 1, 12 x 12 outputs) can run as Winograd
+        assert len(winograd) == (winner == "winograd"), lib.groups
         np.testing.assert_allclose(lib.run(x)[0], want, rtol=1e-4, atol=1e-5)
-    assert sum("conv2d_nchwc" in spec for spec in timed) == 6  # 3 convs, both builds
+    assert sum("conv2d_nchwc" in spec for spec in timed) == 9  # 3 convs, three builds
+    assert sum("conv2d_winograd_nchwc" in spec for spec in timed) == 3
+
+
+def test_winograd_conv_fuses_its_bias_and_relu_and_matches_onnxruntime():
+    """A 3x3 stride-1 conv as Winograd F(4x4, 3x3): one kernel with its bias and relu (a
+    grouped BLAS product between the transforms), the same numbers as ONNX Runtime; convs
+    Winograd cannot run (strided, 1x1, outputs under 8 x 8) stay direct."""
+    model = _cnn()
+    mod = optimize(graph.from_onnx(model))
+    converted = convert_conv_layout(mod, winograd=lambda conv: True)
+    groups = [[c.op for c in g.calls] for g in partition(converted)]
+    assert ["conv2d_winograd_nchwc", "add", "relu"] in groups, groups
+    assert sum(ops_.count("conv2d_nchwc") for ops_ in groups) == 2
+    lib = graph.build(converted, layout="NCHW")
+    assert sum("winograd" in name for name in lib.groups) == 1
+    x = rand(2, 3, 12, 12)
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-4)
 
 
 def test_packing_helpers_follow_the_documented_layout():
