@@ -23,7 +23,8 @@ layers of several rows, graph/ops/gemm.py and graph/ops/nn.py) reach scipy's Ope
 function pointers resolved inside the Python process. An exported library must run without
 Python or scipy, so those groups are compiled again for the export as tensorlang's own kernels:
 the convolution as the blocked native kernel (``graph.build.native_conv_spec``) or the plain
-direct one, the dense layer as ``ops.nn.dense``, with the tuned record of that computation when
+direct one, a Winograd convolution with its products as a DSL reduction (``tensorlang.ops.
+winograd``), the dense layer as ``ops.nn.dense``, with the tuned record of that computation when
 the build's database has one, else the default schedule. Their numbers then agree with the
 in-process library up to float reassociation, and their speed may differ. Kernels that a build
 compiled in worker processes (whose LLVM IR is not kept) are compiled again here the same way
@@ -63,7 +64,7 @@ from tensorlang.runtime.dtypes import itemsize
 from tensorlang.tensor import ExternOp
 
 from .build import Group, _conv2d_native, _thaw, group_spec, group_workload, native_conv_spec
-from .compile import _compile_here
+from .compile import _compile_here, _extern_schedule
 from .executor import value_key
 from .export_c import KernelCall, Plan, TensorInfo, header_text, kernel_symbol, plan_source, \
     weights_assembly
@@ -187,7 +188,10 @@ def _exportable(step, database):
     if text is None and not _calls_blas(None, spec, target):
         return _compile_here(step.name, spec, target, database)  # as the build did
     task = Task(native_group_workload, args=(spec,), target=target)
-    schedule, args = task.apply_best(database)
+    if any(t.op.tag == "winograd_output" for t in _all_tensors(task.outputs)):
+        schedule, args = _extern_schedule(task), list(task.tensors)  # its own stage schedules
+    else:
+        schedule, args = task.apply_best(database)
     if any(isinstance(stage.op, ExternOp) for stage in schedule.stages):
         raise UnsupportedOpError(f"export_library: group {step.name} still calls an external "
                                  "function after its BLAS layers were made native")
@@ -265,6 +269,11 @@ def native_group_workload(spec: str) -> list:
                                        groups=attrs.get("groups", 1))
             elif op_name == "dense":
                 out = T.nn.dense(args[0], args[1])
+            elif op_name == "conv2d_winograd_nchwc":  # the products as a DSL reduction
+                out = T.winograd.conv2d_winograd_nchwc(
+                    args[0], args[1], tile=int(attrs.get("tile", 4)),
+                    padding=tuple(attrs.get("pads", (0, 0, 0, 0))),
+                    out_block=int(attrs["block"]))
             else:
                 raise UnsupportedOpError(f"export_library: {op_name} calls an external "
                                          "function and has no native form to export")

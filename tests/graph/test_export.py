@@ -331,3 +331,25 @@ def test_blas_groups_export_as_the_tunable_native_kernel():
     native = Task(export_module.native_group_workload, args=(spec,), target="llvm")
     assert native.key == Task(group_workload, args=(native_conv_spec(spec),), target="llvm").key
     assert native.key != Task(group_workload, args=(spec,), target="llvm").key
+
+
+def test_winograd_conv_exports_with_its_products_made_native(tmp_path):
+    """A Winograd convolution group (a grouped BLAS product in-process) is exported with the
+    products as a DSL reduction and gives ONNX Runtime's numbers from the loaded library."""
+    from graph.passes import optimize
+    from graph.passes.layout import convert_conv_layout
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, [("x", (1, 8, 10, 10), "float32")], [("y", None, "float32")],
+                       {"w": _weights(rng, 8, 8, 3, 3), "b": _weights(rng, 8)})
+    mod = convert_conv_layout(optimize(graph.from_onnx(model)), winograd=lambda conv: True)
+    lib = graph.build(mod, layout="NCHW")
+    step = next(s for s in lib._steps if "winograd" in s.name)
+    assert "tl_blas_sgemm_group" in step.kernel.get_source()
+    lib.export_library(tmp_path / "wino.so")
+    x = np.random.default_rng(9).uniform(-1, 1, (1, 8, 10, 10)).astype("float32")
+    want = run_ort(model, {"x": x})[0]
+    (got,) = graph.load_library(tmp_path / "wino.so").run(x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=_atol(want))
+    np.testing.assert_allclose(lib.run(x)[0], want, rtol=1e-4, atol=_atol(want))
