@@ -108,7 +108,8 @@ def _compile(func: PrimFunc, target: Target, jit: bool) -> Module:
         ctypes.c_void_p.from_address(slot).value = pool_address
     return Module(signature, engine.get_function_address(signature.entry),
                   bench_address=engine.get_function_address(f"{signature.entry}__bench"),
-                  keepalive=engine, **options)
+                  keepalive=engine, release_address=engine.get_function_address(
+                      f"{signature.entry}__release_workspace"), **options)
 
 
 def optimize(llmod: llvm.ModuleRef, machine: llvm.TargetMachine) -> None:

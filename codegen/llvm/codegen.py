@@ -21,7 +21,7 @@ from tensorlang.errors import InternalError, UnsupportedOpError, UserError
 from tensorlang.ir import stmt as S
 from tensorlang.ir.function import PrimFunc
 
-from . import abi, parallel
+from . import abi, parallel, workspace
 from .codegen_expr import ExprCodegen, vector_access_kind
 from .scope import DataPointer, FunctionScope
 from .target import Target
@@ -85,6 +85,7 @@ class CodeGen(ExprCodegen):
         self.nontemporal = 0  # depth of loops with pragma nontemporal around the statement
         self.launch_global: ir.GlobalVariable | None = None
         self.scope: FunctionScope | None = None
+        self.workspace_slots: list[ir.GlobalVariable] = []  # see codegen.llvm.workspace
 
     def run(self) -> LoweredModule:
         params, shape_vars = abi.check_params(self.func)
@@ -94,6 +95,7 @@ class CodeGen(ExprCodegen):
         kernel = self.emit_function(f"{self.symbol}__impl", kernel_params, aligns,
                                     self.func.body, in_parallel=False, non_negative=non_negative)
         abi.emit_entry_points(self, kernel, params, shape_vars)
+        workspace.emit_release(self)
         clash = {self.symbol} & (self.extern_symbols | {"aligned_alloc", "free"})
         if clash:
             raise UserError(f"the kernel name {self.symbol!r} clashes with a C function the "
@@ -264,14 +266,22 @@ class CodeGen(ExprCodegen):
             self._with_data(buf, self.b.bitcast(slot, I8_PTR), s.body)
             return
         nbytes = self._allocation_bytes(buf, size)
-        block = self.b.call(declare(self.module, "aligned_alloc", I8_PTR, [I64, I64]),
-                            [ir.Constant(I64, HEAP_ALIGN), nbytes])
+        slot = None
+        if count is not None and count * size >= workspace.CACHE_MIN_BYTES:
+            slot = workspace.new_slot(self)  # kept between calls: no page faults per call
+            block = workspace.take(self, slot, nbytes)
+        else:
+            block = self.b.call(declare(self.module, "aligned_alloc", I8_PTR, [I64, I64]),
+                                [ir.Constant(I64, HEAP_ALIGN), nbytes])
         code = self.error_code("oom", f"out of memory allocating buffer {buf.name!r}")
         self.check(self.b.icmp_unsigned("!=", block, ir.Constant(I8_PTR, None)), code, "alloc")
         self.scope.heap.append(block)
         self._with_data(buf, block, s.body)
         self.scope.heap.pop()
-        self.b.call(declare(self.module, "free", ir.VoidType(), [I8_PTR]), [block])
+        if slot is not None:
+            workspace.give(self, slot, block)
+        else:
+            self.b.call(declare(self.module, "free", ir.VoidType(), [I8_PTR]), [block])
 
     def _allocation_bytes(self, buf, size: int) -> ir.Value:
         b = self.b

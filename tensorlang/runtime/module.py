@@ -19,6 +19,7 @@ import os
 import shutil
 import statistics
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -250,7 +251,8 @@ class Module:
                  bench_address: int | None = None, ir_text: str | None = None,
                  assembly: Callable[[], str] | None = None,
                  exporter: Callable[[str], None] | None = None, keepalive: Any = None,
-                 not_runnable: str = "", library_path: str | None = None) -> None:
+                 not_runnable: str = "", library_path: str | None = None,
+                 release_address: int | None = None) -> None:
         self.signature = signature
         self._entry = _ENTRY(entry_address) if entry_address else None
         self._bench = _BENCH(bench_address) if bench_address else None
@@ -260,6 +262,8 @@ class Module:
         self._library_path = library_path
         self._var_names = [name for name, _ in signature.shape_vars]
         self._buffers = [(i, p) for i, p in enumerate(signature.params) if p.kind == "buffer"]
+        if release_address:  # free the kernel's cached workspaces (codegen.llvm.workspace)
+            weakref.finalize(self, _release_workspace, release_address, keepalive)
 
     @property
     def entry_name(self) -> str:
@@ -529,6 +533,12 @@ def register_parallel_launch(provider: Callable[[], "int | None"]) -> None:
     _launch_provider[:] = [provider]
 
 
+def _release_workspace(address: int, keepalive: Any) -> None:
+    """Call a module's ``<entry>__release_workspace`` (``keepalive`` holds its code until
+    then)."""
+    ctypes.CFUNCTYPE(None)(address)()
+
+
 def load_module(path: str | os.PathLike, ir_text: str | None = None) -> Module:
     """Load a library written by :meth:`Module.export_library`; ``ir_text``, when the caller
     kept it, is the module's LLVM IR (``get_source()``), which the library itself does not hold.
@@ -560,6 +570,9 @@ def load_module(path: str | os.PathLike, ir_text: str | None = None) -> Module:
     pool = _launch_provider[0]() if launch and _launch_provider else None
     if pool:  # else the library's own serial launcher runs parallel loops
         ctypes.c_void_p.in_dll(library, launch).value = pool
+    release = getattr(library, f"{signature.entry}__release_workspace", None)
     return Module(signature, address(signature.entry),
                   bench_address=address(info["bench"]) if info.get("bench") else None,
-                  keepalive=library, library_path=path, ir_text=ir_text)
+                  keepalive=library, library_path=path, ir_text=ir_text,
+                  release_address=ctypes.cast(release, ctypes.c_void_p).value
+                  if release is not None else None)
