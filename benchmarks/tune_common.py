@@ -1,7 +1,8 @@
 """Shared driver of ``tune_matmul.py`` and ``tune_conv2d.py``: tune one workload with
 ``autotune.tune`` in stages (64, 200, 1000 trials by default), then time the best schedule
 found at each stage beside ONNX Runtime, NumPy and the hand schedule of ``cpu_schedules``, in
-the same process.
+the same process. For a convolution, the same layer built by ``graph.build`` (untuned, which
+picks the blocked kernel, im2col + BLAS or Winograd by timing them) is timed beside them.
 
 The workloads are ``autotune.workloads.matmul`` and ``conv2d_nchw`` (importable by name, as
 build and measure workers need), so their records serve any user who tunes the same shapes.
@@ -150,6 +151,11 @@ def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: 
         s, a = task.apply_best(database)
         fns[f"tuned {target}"] = callable_of(s, a)
         rows["stages"].append({"trials": target, "wall": wall})
+    if kind == "conv2d":
+        graph_fn, label = _graph_conv(args, inputs, expected)
+        if graph_fn is not None:
+            fns[label] = graph_fn
+            rows["graph"] = label
     for name, fn in peers.items():
         fn()
         fns[name] = fn
@@ -163,8 +169,37 @@ def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: 
     for st in rows["stages"]:
         st["seconds"] = best[f"tuned {st['trials']}"]
     rows["peers"] = {name: best[name] for name in peers}
+    if rows.get("graph"):
+        rows["graph_seconds"] = best[rows["graph"]]
     rows["flops"] = flops
     return rows
+
+
+def _graph_conv(args: tuple, inputs: list, expected):
+    """The same layer as a one-node ONNX model through ``graph.build`` (untuned, conv layout
+    "auto": blocked, im2col + BLAS or Winograd F(4x4, 3x3), whichever times fastest here,
+    with the layout transforms from and to NCHW), as ``(callable, label)``; (None, None)
+    without the onnx package."""
+    try:
+        import onnx  # noqa: F401
+        from onnx import helper, numpy_helper
+    except ImportError:
+        return None, None
+    import graph
+    batch, channels, height, width, filters, kernel, stride, pad = args
+    x, w = inputs
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4, strides=[stride] * 2,
+                            kernel_shape=[kernel, kernel])
+    model = helper.make_model(helper.make_graph(
+        [node], "conv", [helper.make_tensor_value_info("X", 1, list(x.shape))],
+        [helper.make_tensor_value_info("Y", 1, None)], [numpy_helper.from_array(w, "W")]))
+    lib = graph.build(graph.from_onnx(model))
+    (out,) = lib.run(x)
+    if expected is not None:
+        np.testing.assert_allclose(out, expected, rtol=2e-3, atol=2e-3)
+    form = "Winograd" if any("winograd" in g for g in lib.groups) else \
+        "blocked" if any("nchwc" in g for g in lib.groups) else "im2col+BLAS"
+    return (lambda: lib.run(x)), f"graph.build, untuned ({form})"
 
 
 def kind_workload(kind: str):
@@ -217,7 +252,7 @@ def _report(threads: int, rows: dict, database: str) -> None:
     print(f"\n{threads} thread(s), database {database}"
           + (f" (resumed with {rows['resumed_from']} trials in it)"
              if rows.get("resumed_from") else ""))
-    print(f"{'variant':<28}{'ms':>10}{'GFLOP/s':>10}{'vs ' + ref_name:>20}"
+    print(f"{'variant':<36}{'ms':>10}{'GFLOP/s':>10}{'vs ' + ref_name:>20}"
           f"{'median ratio':>14}{'tuning wall s':>15}")
     lines = [("default schedule (untuned)", "default", rows["default"], None)]
     if rows["hand"]:
@@ -225,12 +260,14 @@ def _report(threads: int, rows: dict, database: str) -> None:
     for st in rows["stages"]:
         lines.append((f"tuned, {st['trials']} trials", f"tuned {st['trials']}", st["seconds"],
                       st["wall"]))
+    if rows.get("graph"):
+        lines.append((rows["graph"], rows["graph"], rows["graph_seconds"], None))
     lines += [(name, name, sec, None) for name, sec in rows["peers"].items()]
     for label, key, sec, wall in lines:
         ratio = f"{ref / sec:.2f}x" if ref else "-"
         med = f"{median[key]:.2f}x" if median.get(key) else "-"
         wall_s = f"{wall:.0f}" if wall else ""
-        print(f"{label:<28}{sec * 1e3:>10.3f}{gf(sec):>10.1f}{ratio:>20}{med:>14}{wall_s:>15}")
+        print(f"{label:<36}{sec * 1e3:>10.3f}{gf(sec):>10.1f}{ratio:>20}{med:>14}{wall_s:>15}")
     print("(ms and the first ratio: the best round; median ratio: the median over interleaved "
           "rounds of the peer's time / this variant's)")
     timed = [st for st in rows["stages"] if st["wall"]]
