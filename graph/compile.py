@@ -108,7 +108,7 @@ def _extern_schedule(task: Task) -> tl.Schedule:
 
 
 # the Winograd stages that tensorlang.ops.winograd.schedule_winograd schedules itself
-_WINOGRAD_OWN = ("winograd_pad", "winograd_input")
+_WINOGRAD_OWN = ("winograd_pad", "winograd_rows", "winograd_input", "winograd_half")
 
 
 def _compile_here(name: str, spec: str, target: str, database):

@@ -12,15 +12,17 @@ on 7 x 7 ones).
 Stages (``conv2d_winograd_nchwc``):
 
 - ``winograd_pad``: the blocked input ``[N, C/cb, H, W, cb]`` zero-padded to whole tiles;
-- ``winograd_input``: ``V [a, a, N*tiles_h, tiles_w, C/cb, cb]`` (in memory ``[a*a][P][C]``,
-  ``P`` tiles), each element a short sum over the tile with the nonzero ``BT x BT``
-  coefficients only, chosen by a select on ``(eh, ew)``: unrolling those two axes (as
-  :func:`schedule_winograd` does) folds the select away in code generation;
+- ``winograd_rows`` then ``winograd_input``: ``V [a, a, N*tiles_h, tiles_w, C/cb, cb]`` (in
+  memory ``[a*a][P][C]``, ``P`` tiles), ``BT`` applied down the tile's columns and then along
+  its rows, each element a short sum with the nonzero coefficients only, chosen by a select
+  on the unrolled tile axis (:func:`schedule_winograd` unrolls them; code generation folds
+  the select away); the first half lives in a per-tile local buffer;
 - the product ``M [a*a, P, K]``, by default a DSL reduction; the graph layer passes a grouped
   BLAS call instead (one ``sgemm`` per ``e``);
-- ``winograd_output``: ``[N, K/kb, OH, OW, kb]``, the sum over ``(eh, ew)`` with the ``AT x AT``
-  coefficients of the pixel's place in its tile (a select on ``(y % m, x % m)``, folded the
-  same way once the output rows and columns are split by ``m`` and unrolled).
+- ``winograd_half`` then ``winograd_output``: ``[N, K/kb, OH, OW, kb]``, ``AT`` applied along
+  the product tile's rows and then down its columns, with the coefficients of the pixel's
+  place in its tile (selects on ``x % m`` and ``y % m``, folded the same way once the output
+  rows and columns are split by ``m`` and unrolled).
 
 The weight is transformed once, outside the kernel (:func:`winograd_weight`).
 
@@ -195,34 +197,36 @@ def conv2d_winograd_nchwc(data: Tensor, weight: Tensor, tile: int = 4, padding=0
     padded = compute((n, c_outer, tiles_h * m + r - 1, tiles_w * m + r - 1, cb), pad_body,
                      name="winograd_pad", tag="winograd_pad")
 
-    def input_body(eh, ew, t, tw, co, ci):
+    def rows_body(eh, j, t, tw, co, ci):  # BT applied down each tile column
         b, th = (t // tiles_h, t % tiles_h) if n > 1 else (0, t)
+        return _pick(eh, [_combination(bt[row],
+                                       lambda i: padded[b, co, th * m + i, tw * m + j, ci])
+                          for row in range(alpha)])
 
-        def tile_value(i, j):
-            return padded[b, co, th * m + i, tw * m + j, ci]
+    rows = compute((alpha, alpha, n * tiles_h, tiles_w, c_outer, cb), rows_body,
+                   name="winograd_rows", tag="winograd_rows")
 
-        def for_rows(row):
-            def for_cols(col):
-                return _combination(np.outer(bt[row], bt[col]).ravel(),
-                                    lambda q: tile_value(q // alpha, q % alpha))
-            return _pick(ew, [for_cols(col) for col in range(alpha)])
-        return _pick(eh, [for_rows(row) for row in range(alpha)])
+    def input_body(eh, ew, t, tw, co, ci):  # and along each row: BT d B
+        return _pick(ew, [_combination(bt[col], lambda j: rows[eh, j, t, tw, co, ci])
+                          for col in range(alpha)])
 
     v = compute((alpha, alpha, n * tiles_h, tiles_w, c_outer, cb), input_body,
                 name="winograd_input", tag="winograd_input")
     mprod = (product or (lambda a, u: _default_product(a, u, (tiles_h, tiles_w),
                                                         "winograd_product")))(v, weight)
 
-    def output_body(b, ko, y, x, ki):
-        p = (b * tiles_h + y // m) * tiles_w + x // m
-        k = ko * kb + ki
+    def half_body(eh, wr, t, tw, ko, ki):  # AT applied along each row of the product tile
+        return _pick(wr, [_combination(at[col], lambda ew: mprod[eh * alpha + ew,
+                                                                  t * tiles_w + tw, ko * kb + ki])
+                          for col in range(m)])
 
-        def for_rows(row):
-            def for_cols(col):
-                return _combination(np.outer(at[row], at[col]).ravel(),
-                                    lambda q: mprod[q, p, k])
-            return _pick(x % m, [for_cols(col) for col in range(m)])
-        return _pick(y % m, [for_rows(row) for row in range(m)])
+    half = compute((alpha, m, n * tiles_h, tiles_w, outputs // kb, kb), half_body,
+                   name="winograd_half", tag="winograd_half")
+
+    def output_body(b, ko, y, x, ki):  # and down each column: AT M A
+        t, tw = b * tiles_h + y // m, x // m
+        return _pick(y % m, [_combination(at[row], lambda eh: half[eh, x % m, t, tw, ko, ki])
+                             for row in range(m)])
 
     return compute((n, outputs // kb, out_h, out_w, kb), output_body, name="winograd_output",
                    tag="winograd_output")
@@ -252,6 +256,7 @@ def schedule_winograd(sch, out_stage, tile: int | None = None) -> None:
     sch[v].unroll(eh)
     sch[v].unroll(ew)
     sch[v].vectorize(ci)
+    _tile_stage(sch, stages.get("winograd_rows"), sch[v], co)
     out = sch[out_stage] if not hasattr(out_stage, "leaf_iter_vars") else out_stage
     b, ko, y, x, ki = out.op.axis
     th, hr = out.split(y, factor=m)
@@ -261,6 +266,21 @@ def schedule_winograd(sch, out_stage, tile: int | None = None) -> None:
     out.unroll(hr)
     out.unroll(wr)
     out.vectorize(ki)
+    _tile_stage(sch, stages.get("winograd_half"), out, tw)
+
+
+def _tile_stage(sch, stage, parent, axis) -> None:
+    """A half-transform stage computed per tile inside ``parent`` at ``axis``, in a local
+    buffer: its two tile axes unrolled, the channel block vectorized."""
+    if stage is None:
+        return
+    sch[stage].compute_at(parent, axis)
+    sch[stage].set_scope("local")
+    first, second, t, tw, co, ci = stage.op.axis
+    sch[stage].reorder(t, tw, co, first, second, ci)
+    sch[stage].unroll(first)
+    sch[stage].unroll(second)
+    sch[stage].vectorize(ci)
 
 
 __all__ = ["TILES", "winograd_matrices", "winograd_weight", "conv2d_winograd_nchwc",
