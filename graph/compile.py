@@ -15,8 +15,9 @@ call the BLAS (``graph/ops/gemm.py``) are always compiled here, while the worker
 kernels resolve the BLAS shims from this process's LLVM symbol table; they get
 :func:`_extern_schedule` (no tuning records: the extern stage has no knobs); compiling one sets
 scipy's OpenBLAS to one thread (``graph.ops.gemm.single_threaded_blas``), since its spinning
-threads and the tensorlang pool's oversubscribe the cores. Untuned dense layers of
-one row (batch 1) get the rfactor sketch instead of the default tiled one (:func:`_gemv_schedule`).
+threads and the tensorlang pool's oversubscribe the cores. Dense layers of one row (batch 1)
+without a tuning record get the rfactor sketch instead of the default tiled one
+(:func:`_gemv_schedule`), with or without a database.
 
 The worker count is ``TENSORLANG_COMPILE_WORKERS`` if set, else the number of CPUs.
 
@@ -117,11 +118,24 @@ def _compile_here(name: str, spec: str, target: str, database):
         kernel = tl.build(_extern_schedule(task), list(task.tensors), target=target, name=name)
         single_threaded_blas()  # after the build, which loads the BLAS shims
         return kernel
-    if database is None and _is_gemv(spec):
+    if _is_gemv(spec) and not _has_record(task, database):
         schedule, args = _gemv_schedule(task), list(task.tensors)
     else:
         schedule, args = task.apply_best(database)
     return tl.build(schedule, args, target=target, name=name)
+
+
+def _has_record(task: Task, database) -> bool:
+    """Whether ``database`` (None, a path or an open Database) holds a record for ``task``."""
+    if database is None:
+        return False
+    from autotune.database import Database
+    db = database if hasattr(database, "best") else Database(database)
+    try:
+        return bool(db.best(task.key, task.target_key, k=1))
+    finally:
+        if db is not database:
+            db.close()
 
 
 def _is_gemv(spec: str) -> bool:

@@ -47,3 +47,21 @@ def test_build_applies_a_tuned_record(tmp_path):
         np.testing.assert_allclose(lib.run(x)[0], want, rtol=1e-4, atol=1e-5)
     source = tuned._steps[0].kernel.get_source()
     assert source != untuned._steps[0].kernel.get_source()
+
+
+def test_untuned_one_row_dense_gets_the_gemv_schedule_with_or_without_a_database(tmp_path):
+    """A batch-1 dense layer with no record in the build's database is compiled exactly as
+    without a database (the rfactor GEMV schedule), not with the generic default."""
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)]
+    model = make_model(nodes, [("x", (1, 96), "float32")], [("y", None, "float32")],
+                       dict(w=rand(40, 96), b=rand(40)))
+    mod = graph.from_onnx(model)
+    empty = tmp_path / "empty.db"
+    Database(str(empty)).close()
+    plain = graph.build(mod)
+    with_db = graph.build(mod, database=str(empty))
+    (a,), (b,) = [[s.kernel for s in lib._steps] for lib in (plain, with_db)]
+    assert a.get_source() == b.get_source()
+    x = rand(1, 96)
+    np.testing.assert_allclose(with_db.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-5,
+                               atol=1e-5)
