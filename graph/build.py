@@ -219,7 +219,8 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
     check_layout(layout)
     specializer = mod.specializer  # symbolic dims (graph/dynamic.py); the passes drop it
     mod = optimize(mod)  # batch-norm folding, common subexpressions
-    mod = choose_conv_layout(mod, target, database, layout)
+    untuned: set = set()  # group specs whose tuned kernel timed slower than the default
+    mod = choose_conv_layout(mod, target, database, layout, untuned)
     groups = partition(mod)
     empty = [g for g in groups if all(o.type.size == 0 for o in g.outputs)]
     groups = [g for g in groups if not any(g is e for e in empty)]  # nothing to compute
@@ -229,7 +230,9 @@ def build(mod: Module, target: str = "llvm", database=None, vendor: str = "auto"
     if is_cuda_target(target):
         kernels = compile_kernels(jobs, target, database, vendor=vendor, progress=progress)
     else:
-        kernels = compile_kernels(jobs, target, database, progress=progress)
+        kernels = compile_kernels([j for j in jobs if j[1] not in untuned], target, database,
+                                  progress=progress)
+        kernels.update(compile_kernels([j for j in jobs if j[1] in untuned], target, None))
     steps = []
     for g, spec in zip(groups, specs):
         steps.append(Step(g.name, kernels[spec], list(g.inputs), g.outputs))

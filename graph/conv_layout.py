@@ -11,7 +11,9 @@
   (im2col + BLAS) on the same random inputs (best of 3 x 3 calls each), and left in NCHW only
   where that is 1.25x faster. A 3x3 stride-1 convolution with outputs of at least 8 x 8 is
   also timed as Winograd ``F(4x4, 3x3)`` (``conv2d_winograd_nchwc``, blocked too) and runs
-  so where that beats its direct blocked kernel. On the
+  so where that beats its direct blocked kernel. A blocked group with a tuning record is
+  timed against its default schedule too, and built without the record where the default is
+  faster here. On the
   nine light models (RESULTS.md), neither layout wins everywhere: blocked is 1.9x faster on
   VGG-19 and DenseNet-121, im2col + BLAS 1.5x faster on SqueezeNet, whose 13 x 13 outputs
   leave the blocked kernel a register tile of one row.
@@ -44,22 +46,27 @@ def check_layout(layout: str) -> None:
         raise UserError(f"graph.build: layout must be one of {list(LAYOUTS)}, got {layout!r}")
 
 
-def choose_conv_layout(mod: Module, target: str, database, layout: str) -> Module:
-    """``mod`` (already optimised) with the convolutions that ``layout`` picks made blocked."""
+def choose_conv_layout(mod: Module, target: str, database, layout: str,
+                       untuned: set | None = None) -> Module:
+    """``mod`` (already optimised) with the convolutions that ``layout`` picks made blocked.
+    With ``"auto"``, ``untuned`` (when given) receives the group specs whose tuned kernel
+    timed slower here than the same group's default schedule (a record measured alone, with
+    its weights in cache, can lose inside the model): build compiles those without records."""
     check_layout(layout)
     from .gpu import is_cuda_target
     if layout == "NCHW" or is_cuda_target(target):
         return mod
     if layout == "NCHWc":
         return convert_conv_layout(mod)
-    faster, winograd = _faster_blocked_convs(mod, target, database)
+    faster, winograd = _faster_blocked_convs(mod, target, database,
+                                             set() if untuned is None else untuned)
     if not faster:
         return mod
     return convert_conv_layout(mod, select=lambda conv: id(conv) in faster,
                                winograd=lambda conv: id(conv) in winograd)
 
 
-def _faster_blocked_convs(mod: Module, target: str, database) -> tuple[set, set]:
+def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> tuple[set, set]:
     """``id`` of each original conv whose blocked group (tuned where ``database`` has its
     record, else with its default schedule; or as Winograd, where ``winograd_conv`` allows
     and that times faster) times faster than its NCHW group, and the subset of those that
@@ -72,6 +79,7 @@ def _faster_blocked_convs(mod: Module, target: str, database) -> tuple[set, set]
     blocked = convert_conv_layout(mod, origin=origin)
     plain_groups = {id(g.calls[0]): g for g in partition(mod)}
     pairs = []  # (original conv, blocked group spec, NCHW group spec)
+    tuned_specs = []
     db = database if database is None or hasattr(database, "best") else Database(database)
     try:
         for group in partition(blocked):
@@ -81,6 +89,8 @@ def _faster_blocked_convs(mod: Module, target: str, database) -> tuple[set, set]
             spec = group_spec(group, target)
             task = Task(group_workload, args=(spec,), target=target)
             tuned = db is not None and db.best(task.key, task.target_key, k=1)
+            if tuned:
+                tuned_specs.append(spec)
             if tuned or _flops(conv) >= MIN_UNTUNED_FLOPS:
                 pairs.append((conv, spec, group_spec(plain_groups[id(conv)], target)))
     finally:
@@ -93,9 +103,16 @@ def _faster_blocked_convs(mod: Module, target: str, database) -> tuple[set, set]
            [(f"plain_{i}", p) for i, (_, _, p) in enumerate(pairs)] + \
            [(f"winograd_{i}", w) for i, w in enumerate(winograd_specs.values())]
     kernels = compile_kernels(jobs, target, database)
+    defaults = compile_kernels([(f"default_{i}", spec) for i, spec in enumerate(tuned_specs)],
+                               target, None) if tuned_specs else {}
     faster, winograd = set(), set()
     for conv, blocked_spec, plain_spec in pairs:
         best = _seconds(kernels[blocked_spec], blocked_spec, target)
+        if blocked_spec in defaults:  # the tuned kernel against its default schedule
+            seconds = _seconds(defaults[blocked_spec], blocked_spec, target)
+            if seconds < best:
+                best = seconds
+                untuned.add(blocked_spec)
         spec = winograd_specs.get(id(conv))
         if spec is not None:
             seconds = _seconds(kernels[spec], spec, target)

@@ -200,3 +200,56 @@ def test_where_blocked_meets_nchw_the_region_ends_unless_a_blocked_conv_reads_on
     x = rand(1, 4, 6, 6)
     np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("tuned_wins", [True, False])
+def test_a_tuned_blocked_conv_is_kept_only_where_it_beats_its_default(tmp_path, monkeypatch,
+                                                                       tuned_wins):
+    """``layout="auto"`` with a database times a blocked group that has a record against the
+    same group's default schedule and builds it without the record where the default wins
+    (the timer is replaced: the default schedule's kernels are told apart by how they were
+    compiled)."""
+    from autotune import Database, Task, TuningRecord
+    from graph import compile as compile_module, conv_layout
+    from graph.build import group_spec, group_workload
+    model = _cnn()
+    mod = optimize(graph.from_onnx(model))
+    blocked = convert_conv_layout(mod)
+    group = next(g for g in partition(blocked) if g.calls[0].op == "conv2d_nchwc")
+    spec = group_spec(group, "llvm")
+    task = Task(group_workload, args=(spec,), target="llvm")
+    s = tl.create_schedule(task.outputs)
+    out = task.outputs[0]
+    outer, inner = s[out].split(s[out].op.axis[-1], factor=2)
+    s[out].unroll(inner)
+    path = str(tmp_path / "tuning.db")
+    db = Database(path)
+    db.commit_record(TuningRecord(task.key, task.target_key, task.workload_name, s.to_json(),
+                                  costs=(1e-6,)))
+    db.close()
+    defaults = set()
+    real_compile = compile_module.compile_kernels
+
+    def spying_compile(jobs, target="llvm", database=None, **kw):
+        kernels = real_compile(jobs, target, database, **kw)
+        if database is None:
+            defaults.update(id(k) for k in kernels.values())
+        return kernels
+
+    def seconds(kernel, spec_, target):
+        if "conv2d_nchwc" not in spec_:
+            return 9e-3  # im2col + BLAS and Winograd lose everywhere
+        is_default = id(kernel) in defaults
+        return (2e-3 if is_default else 1e-3) if tuned_wins else (1e-3 if is_default else 2e-3)
+    monkeypatch.setattr(compile_module, "compile_kernels", spying_compile)
+    monkeypatch.setattr(conv_layout, "_seconds", seconds)
+    monkeypatch.setattr(conv_layout, "MIN_UNTUNED_FLOPS", 0)
+    lib = graph.build(mod, database=path)
+    untuned = graph.build(mod)
+    name = next(n for n in lib.groups if "conv2d_nchwc" in n)
+    source = next(st.kernel for st in lib._steps if st.name == name).get_source()
+    plain = next(st.kernel for st in untuned._steps if st.name == name).get_source()
+    assert (source != plain) == tuned_wins
+    x = rand(2, 3, 12, 12)
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-5)
