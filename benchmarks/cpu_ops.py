@@ -37,20 +37,26 @@ ROWS = (["matmul256", "matmul512", "matmul1024", "matmul2048"] + list(CONVS)
 
 # -- one ONNX node per operator ---------------------------------------------------------------
 
-def _ort_session(node, inputs, output, initializers=(), opset=17, spinning=True):
-    """An ONNX Runtime session of one node, pinned to ``TENSORLANG_NUM_THREADS`` threads.
-    ``spinning=False`` lets ORT's idle workers sleep at once: needed where its calls are
-    interleaved with ours, since on few cores its spinning workers (they spin for milliseconds)
-    take the cores our next call runs on."""
+def one_node_model(node, inputs, output, initializers=(), opset=17):
+    """An ONNX model of one float32 node: ``inputs`` as ``[(name, shape)]``, ``output`` as
+    ``(name, shape)``, ``initializers`` as ``[(name, array)]``."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper
     graph = helper.make_graph(
         [node], "bench",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(shape)) for n, shape in inputs],
         [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, list(output[1]))],
         initializer=[onnx.numpy_helper.from_array(a, name=n) for n, a in initializers])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _ort_session(node, inputs, output, initializers=(), opset=17, spinning=True):
+    """An ONNX Runtime session of one node, pinned to ``TENSORLANG_NUM_THREADS`` threads.
+    ``spinning=False`` lets ORT's idle workers sleep at once: needed where its calls are
+    interleaved with ours, since on few cores its spinning workers (they spin for milliseconds)
+    take the cores our next call runs on."""
+    import onnxruntime as ort
+    model = one_node_model(node, inputs, output, initializers, opset)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(os.environ.get("TENSORLANG_NUM_THREADS", "1"))
     opts.inter_op_num_threads = 1

@@ -44,17 +44,22 @@ def _ort_matmul(m, n, k, threads):
     return _ort_session(node, [("A", (m, k)), ("B", (k, n))], ("C", (m, n)), spinning=False)
 
 
-def _ort_conv(batch, channels, height, width, filters, kernel, stride, pad, weight):
-    import onnxruntime  # noqa: F401
-    from cpu_ops import _ort_session
+def _conv_node(batch, channels, height, width, filters, kernel, stride, pad):
+    """The ONNX Conv node of the layer and its output ``(name, shape)``."""
     from onnx import helper
     oh = (height + 2 * pad - kernel) // stride + 1
     ow = (width + 2 * pad - kernel) // stride + 1
     node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4, strides=[stride] * 2,
                             kernel_shape=[kernel, kernel])
-    return _ort_session(node, [("X", (batch, channels, height, width))],
-                        ("Y", (batch, filters, oh, ow)), initializers=[("W", weight)],
-                        spinning=False)
+    return node, ("Y", (batch, filters, oh, ow))
+
+
+def _ort_conv(batch, channels, height, width, filters, kernel, stride, pad, weight):
+    import onnxruntime  # noqa: F401
+    from cpu_ops import _ort_session
+    node, output = _conv_node(batch, channels, height, width, filters, kernel, stride, pad)
+    return _ort_session(node, [("X", (batch, channels, height, width))], output,
+                        initializers=[("W", weight)], spinning=False)
 
 
 def _setup(kind: str, args: tuple, rng):
@@ -182,17 +187,13 @@ def _graph_conv(args: tuple, inputs: list, expected):
     without the onnx package."""
     try:
         import onnx  # noqa: F401
-        from onnx import helper, numpy_helper
     except ImportError:
         return None, None
     import graph
-    batch, channels, height, width, filters, kernel, stride, pad = args
+    from cpu_ops import one_node_model
     x, w = inputs
-    node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4, strides=[stride] * 2,
-                            kernel_shape=[kernel, kernel])
-    model = helper.make_model(helper.make_graph(
-        [node], "conv", [helper.make_tensor_value_info("X", 1, list(x.shape))],
-        [helper.make_tensor_value_info("Y", 1, None)], [numpy_helper.from_array(w, "W")]))
+    node, output = _conv_node(*args)
+    model = one_node_model(node, [("X", x.shape)], output, initializers=[("W", w)])
     lib = graph.build(graph.from_onnx(model))
     (out,) = lib.run(x)
     if expected is not None:

@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -125,17 +126,23 @@ def _compile_here(name: str, spec: str, target: str, database):
     return tl.build(schedule, args, target=target, name=name)
 
 
+@contextlib.contextmanager
+def opened_database(database):
+    """``database`` (None, a path or an open Database) as an open Database or None; one
+    opened here is closed on exit."""
+    from autotune.database import Database
+    db = database if database is None or hasattr(database, "best") else Database(database)
+    try:
+        yield db
+    finally:
+        if db is not None and db is not database:
+            db.close()
+
+
 def _has_record(task: Task, database) -> bool:
     """Whether ``database`` (None, a path or an open Database) holds a record for ``task``."""
-    if database is None:
-        return False
-    from autotune.database import Database
-    db = database if hasattr(database, "best") else Database(database)
-    try:
-        return bool(db.best(task.key, task.target_key, k=1))
-    finally:
-        if db is not database:
-            db.close()
+    with opened_database(database) as db:
+        return db is not None and bool(db.best(task.key, task.target_key, k=1))
 
 
 def _is_gemv(spec: str) -> bool:

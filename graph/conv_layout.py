@@ -71,17 +71,15 @@ def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> t
     record, else with its default schedule; or as Winograd, where ``winograd_conv`` allows
     and that times faster) times faster than its NCHW group, and the subset of those that
     run as Winograd."""
-    from autotune.database import Database
     from autotune.task import Task
     from .build import group_spec, group_workload, partition
-    from .compile import compile_kernels
+    from .compile import compile_kernels, opened_database
     origin: dict = {}
     blocked = convert_conv_layout(mod, origin=origin)
     plain_groups = {id(g.calls[0]): g for g in partition(mod)}
     pairs = []  # (original conv, blocked group spec, NCHW group spec)
     tuned_specs = []
-    db = database if database is None or hasattr(database, "best") else Database(database)
-    try:
+    with opened_database(database) as db:
         for group in partition(blocked):
             conv = origin.get(id(group.calls[0]))
             if conv is None or id(conv) not in plain_groups:
@@ -93,9 +91,6 @@ def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> t
                 tuned_specs.append(spec)
             if tuned or _flops(conv) >= MIN_UNTUNED_FLOPS:
                 pairs.append((conv, spec, group_spec(plain_groups[id(conv)], target)))
-    finally:
-        if db is not None and db is not database:
-            db.close()
     if not pairs:
         return set(), set()
     winograd_specs = _winograd_specs(mod, target, {id(conv) for conv, _, _ in pairs})

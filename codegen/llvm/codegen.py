@@ -30,7 +30,7 @@ from .types import I1, I32, I64, I8_PTR, constant, declare, element_bytes, llvm_
 
 UNROLL_LIMIT = 64  # unrolled loops up to this constant extent are copied out in the IR
 STACK_LIMIT = 64 * 1024  # bigger "local" buffers go to the heap (pool threads' stacks are small)
-HEAP_ALIGN = 64
+HEAP_ALIGN = workspace.HEAP_ALIGN
 
 
 @dataclass
@@ -271,8 +271,7 @@ class CodeGen(ExprCodegen):
             slot = workspace.new_slot(self)  # kept between calls: no page faults per call
             block = workspace.take(self, slot, nbytes)
         else:
-            block = self.b.call(declare(self.module, "aligned_alloc", I8_PTR, [I64, I64]),
-                                [ir.Constant(I64, HEAP_ALIGN), nbytes])
+            block = workspace.aligned_alloc(self, self.b, nbytes)
         code = self.error_code("oom", f"out of memory allocating buffer {buf.name!r}")
         self.check(self.b.icmp_unsigned("!=", block, ir.Constant(I8_PTR, None)), code, "alloc")
         self.scope.heap.append(block)

@@ -9,6 +9,7 @@ reassociated and fused into FMAs, but NaN and infinity keep their meaning.
 from __future__ import annotations
 
 import math
+import operator
 
 import llvmlite.binding as llvm
 from llvmlite import ir
@@ -450,8 +451,8 @@ class ExprCodegen:
         return False
 
 
-_PY_CMP = {E.LT: lambda a, b: a < b, E.LE: lambda a, b: a <= b, E.GT: lambda a, b: a > b,
-           E.GE: lambda a, b: a >= b, E.EQ: lambda a, b: a == b, E.NE: lambda a, b: a != b}
+_PY_CMP = {E.LT: operator.lt, E.LE: operator.le, E.GT: operator.gt, E.GE: operator.ge,
+           E.EQ: operator.eq, E.NE: operator.ne}
 
 
 def _fold_int_compare(e, a: ir.Value, b: ir.Value) -> ir.Constant | None:

@@ -24,7 +24,7 @@ from llvmlite import ir
 from .types import I64, I8_PTR, declare
 
 CACHE_MIN_BYTES = 128 * 1024
-HEAP_ALIGN = 64
+HEAP_ALIGN = 64  # bytes, of every heap buffer
 _SLOT_PTR = I64.as_pointer()
 
 
@@ -65,11 +65,15 @@ def _take_function(cg) -> ir.Function:
     cached = b.atomic_rmw("xchg", slot, ir.Constant(I64, 0), "acq_rel")
     empty = b.icmp_unsigned("==", cached, ir.Constant(I64, 0))
     with b.if_then(empty, likely=False):
-        fresh = b.call(declare(cg.module, "aligned_alloc", I8_PTR, [I64, I64]),
-                       [ir.Constant(I64, HEAP_ALIGN), nbytes])
-        b.ret(fresh)
+        b.ret(aligned_alloc(cg, b, nbytes))
     b.ret(b.inttoptr(cached, I8_PTR))
     return fn
+
+
+def aligned_alloc(cg, b: ir.IRBuilder, nbytes: ir.Value) -> ir.Value:
+    """``aligned_alloc(HEAP_ALIGN, nbytes)`` (``nbytes`` a multiple of it) at ``b``."""
+    return b.call(declare(cg.module, "aligned_alloc", I8_PTR, [I64, I64]),
+                  [ir.Constant(I64, HEAP_ALIGN), nbytes])
 
 
 def _give_function(cg) -> ir.Function:

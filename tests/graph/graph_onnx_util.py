@@ -64,3 +64,23 @@ def one_node(op_type, inputs, n_outputs=1, initializers=None, opset=17, **attrs)
 
 __all__ = ["TensorProto", "helper", "numpy_helper", "rand", "make_model", "run_ort", "check",
            "one_node", "onnx", "ort", "graph"]
+
+
+def commit_split_record(spec: str, path: str, axis: int, factor: int) -> None:
+    """A tuning record in the SQLite database ``path`` for the graph group ``spec``: its output
+    ``axis`` split by ``factor`` with the inner loop unrolled (a schedule that differs visibly
+    from the default one)."""
+    import tensorlang as tl
+    from autotune import Database, Task, TuningRecord
+    from graph.build import group_workload
+    task = Task(group_workload, args=(spec,), target="llvm")
+    s = tl.create_schedule(task.outputs)
+    out = task.outputs[0]
+    _, inner = s[out].split(s[out].op.axis[axis], factor=factor)
+    s[out].unroll(inner)
+    db = Database(path)
+    try:
+        db.commit_record(TuningRecord(task.key, task.target_key, task.workload_name,
+                                      s.to_json(), costs=(1e-6,)))
+    finally:
+        db.close()

@@ -1,11 +1,10 @@
 """Fused groups are autotune tasks: structural keys, and tuned records applied by build."""
 import numpy as np
 
-from graph_onnx_util import helper, make_model, rand, run_ort
+from graph_onnx_util import commit_split_record, helper, make_model, rand, run_ort
 
 import graph
-import tensorlang as tl
-from autotune import Database, Task, TuningRecord
+from autotune import Database, Task
 from graph.build import group_spec, group_workload, partition
 
 
@@ -29,16 +28,8 @@ def test_build_applies_a_tuned_record(tmp_path):
     model = _model(rand(16, 8))
     mod = graph.from_onnx(model)
     spec = group_spec(partition(mod)[0])
-    task = Task(group_workload, args=(spec,), target="llvm")
-    s = tl.create_schedule(task.outputs)
-    out = task.outputs[0]
-    outer, inner = s[out].split(s[out].op.axis[0], factor=3)
-    s[out].unroll(inner)
     path = str(tmp_path / "tuning.db")
-    db = Database(path)
-    db.commit_record(TuningRecord(task.key, task.target_key, task.workload_name, s.to_json(),
-                                  costs=(1e-6,)))
-    db.close()
+    commit_split_record(spec, path, axis=0, factor=3)
     tuned = graph.build(mod, database=path)
     untuned = graph.build(mod)
     x = rand(9, 16)

@@ -3,7 +3,7 @@ at the region boundaries, the same numbers as ONNX Runtime."""
 import numpy as np
 import pytest
 
-from graph_onnx_util import helper, make_model, rand, run_ort
+from graph_onnx_util import commit_split_record, helper, make_model, rand, run_ort
 
 import graph
 import tensorlang as tl
@@ -209,24 +209,14 @@ def test_a_tuned_blocked_conv_is_kept_only_where_it_beats_its_default(tmp_path, 
     same group's default schedule and builds it without the record where the default wins
     (the timer is replaced: the default schedule's kernels are told apart by how they were
     compiled)."""
-    from autotune import Database, Task, TuningRecord
     from graph import compile as compile_module, conv_layout
-    from graph.build import group_spec, group_workload
+    from graph.build import group_spec
     model = _cnn()
     mod = optimize(graph.from_onnx(model))
     blocked = convert_conv_layout(mod)
     group = next(g for g in partition(blocked) if g.calls[0].op == "conv2d_nchwc")
-    spec = group_spec(group, "llvm")
-    task = Task(group_workload, args=(spec,), target="llvm")
-    s = tl.create_schedule(task.outputs)
-    out = task.outputs[0]
-    outer, inner = s[out].split(s[out].op.axis[-1], factor=2)
-    s[out].unroll(inner)
     path = str(tmp_path / "tuning.db")
-    db = Database(path)
-    db.commit_record(TuningRecord(task.key, task.target_key, task.workload_name, s.to_json(),
-                                  costs=(1e-6,)))
-    db.close()
+    commit_split_record(group_spec(group, "llvm"), path, axis=-1, factor=2)
     defaults = set()
     real_compile = compile_module.compile_kernels
 
