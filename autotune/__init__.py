@@ -18,8 +18,8 @@ Example::
     s, args = task.apply_best("tuning.db")
 """
 from .database import Database, TuningRecord
-from .task import Task, lookup_workload, workload
+from .task import Task, best_task, lookup_workload, workload
 from .tuner import TaskTuneSummary, TuneSummaries, tune
 
 __all__ = ["Database", "Task", "TaskTuneSummary", "TuneSummaries", "TuningRecord",
-           "lookup_workload", "tune", "workload"]
+           "best_task", "lookup_workload", "tune", "workload"]

@@ -315,12 +315,16 @@ def _reference(task_dict: dict, seed: int, check: bool) -> tuple:
 
 def _compare(task, arrays, expected, scales=None) -> str | None:
     """None when the outputs among ``arrays`` match ``expected`` (rtol = atol = 1e-3 for
-    float32, 1e-2 for float16; ``scales``: per output, a factor of at least 1 on atol), else
-    what differs and where."""
+    float32, 1e-2 for float16; ``scales``: per output, a factor of at least 1 on atol; by
+    default the root mean square of the expected output: rounding errors scale with the
+    magnitude of what was summed, and a result that nearly cancels, as Winograd transforms
+    make, has the error of its terms), else what differs and where."""
     import numpy as np
     from tensorlang.tensor import PlaceholderOp
     outputs = [(t, a) for t, a in zip(task.tensors, arrays) if not isinstance(t.op, PlaceholderOp)]
-    scales = scales or [1.0] * len(expected)
+    if scales is None:
+        scales = [float(np.sqrt(np.mean(np.square(w, dtype=np.float64))))
+                  if np.issubdtype(w.dtype, np.floating) and w.size else 1.0 for w in expected]
     for (tensor, got), want, scale in zip(outputs, expected, scales):
         if np.issubdtype(want.dtype, np.floating):
             tol = 1e-2 if want.dtype == np.float16 else 1e-3

@@ -128,6 +128,10 @@ class Task:
         args: the workload's arguments (JSON-able, to reach worker processes).
         target: the target string; ``target_key`` is its full form (CPU, features, threads).
         weight: how often the computation occurs (for multi-task tuning).
+        group: a label shared by tasks that compute the same result by different algorithms
+            (a direct and a Winograd convolution of one layer), or None. The task scheduler
+            counts a group's time as its fastest task's, and :func:`best_task` picks among
+            them by their best records.
         tensors: the argument tensors the workload returned; ``outputs`` the computed ones.
         key: SHA-256 of the computation's structure (names do not matter).
 
@@ -139,7 +143,7 @@ class Task:
 
     def __init__(self, workload_func_or_name: "Callable | str", args: tuple = (),
                  target: Any = "llvm", weight: float = 1.0, name: str | None = None,
-                 target_key: str | None = None):
+                 target_key: str | None = None, group: str | None = None):
         if isinstance(workload_func_or_name, str):
             func = lookup_workload(workload_func_or_name)
         else:
@@ -155,6 +159,7 @@ class Task:
         else:
             self.target_key = parse_target(self.target).key()
         self.weight = float(weight)
+        self.group = None if group is None else str(group)
         self._name = name
         self.tensors = _check_tensors(func(*self.args), self.workload_name)
         self.outputs = [t for t in self.tensors if not isinstance(t.op, PlaceholderOp)]
@@ -292,6 +297,8 @@ class Task:
              "weight": self.weight}
         if self.is_cuda:  # worker processes must not probe (or need) the GPU to key the task
             d["target_key"] = self.target_key
+        if self.group is not None:
+            d["group"] = self.group
         try:
             json.dumps(d)
         except TypeError as e:
@@ -304,7 +311,7 @@ class Task:
         """The task ``to_dict`` described (its workload is imported by name if needed)."""
         return cls(d["workload"], args=_tuples(d.get("args", [])),
                    target=d.get("target", "llvm"), weight=d.get("weight", 1.0),
-                   target_key=d.get("target_key"))
+                   target_key=d.get("target_key"), group=d.get("group"))
 
     def __eq__(self, other):
         return isinstance(other, Task) and (self.key, self.target_key) == \
@@ -327,6 +334,37 @@ class Task:
     def __repr__(self):
         return (f"Task({self.workload_name}, args={self.args!r}, target={self.target!r}, "
                 f"key={self.key[:12]})")
+
+
+def best_task(tasks, database=None) -> "Task":
+    """Of ``tasks`` that compute the same result by different algorithms (one ``group``), the
+    one whose best record on its target is fastest; the first task when none has a record.
+    ``database`` is a path or an open :class:`~autotune.database.Database`; a missing file is
+    not created. Costs of one tuning run on one machine are comparable across the tasks
+    (each is seconds per call of the whole computation).
+
+    Example:
+        >>> task = best_task([direct, winograd], "tuning.db")        # doctest: +SKIP
+        >>> s, args = task.apply_best("tuning.db")                   # doctest: +SKIP
+    """
+    tasks = list(tasks)
+    if not tasks:
+        raise UserError("best_task: needs at least one task")
+    db = database
+    if isinstance(database, (str, os.PathLike)):
+        path = os.fspath(database)
+        db = Database(path) if path == ":memory:" or os.path.exists(path) else None
+    if db is None:
+        return tasks[0]
+    try:
+        costs = []
+        for task in tasks:
+            best = db.best(task.key, task.target_key, k=1)
+            costs.append(best[0].mean_cost if best else float("inf"))
+    finally:
+        if db is not database:
+            db.close()
+    return tasks[min(range(len(tasks)), key=lambda i: (costs[i], i))]
 
 
 def is_cuda_target(target: str) -> bool:

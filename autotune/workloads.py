@@ -19,7 +19,7 @@ from tensorlang.ops import nn
 
 from .task import workload
 
-__all__ = ["matmul", "batch_matmul", "dense", "conv2d_nchw"]
+__all__ = ["matmul", "batch_matmul", "dense", "conv2d_nchw", "conv2d_winograd_nchw"]
 
 
 @workload
@@ -78,3 +78,38 @@ def conv2d_nchw(batch: int, channels: int, height: int, width: int, filters: int
         out = nn.conv2d_nchw(data, weight, stride=stride, padding=padding, dilation=dilation,
                              groups=groups)
     return [data, weight, out]
+
+
+def _block(extent: int) -> int:
+    return next(b for b in (16, 8, 4, 2, 1) if extent % b == 0)
+
+
+@workload
+def conv2d_winograd_nchw(batch: int, channels: int, height: int, width: int, filters: int,
+                         padding: int = 1, tile: int = 4, dtype: str = "float32"):
+    """The stride-1 3x3 convolution of ``conv2d_nchw`` computed as Winograd ``F(tile x tile,
+    3x3)`` (``tensorlang.ops.winograd``): ``data[batch, channels, height, width]`` and the
+    transformed weight ``[(tile + 2)^2, channels, filters]`` (``winograd_weight`` of the OIHW
+    weight, done once ahead of time, as a compiled model does) give the NCHW output.
+
+    The data is copied into 16-channel blocks, transformed, multiplied (a batched matmul, the
+    stage the tuner searches: the transforms keep fixed schedules) and transformed back, then
+    copied out to NCHW. Tune it beside ``conv2d_nchw`` of the same layer in one ``group``;
+    ``autotune.best_task`` picks the faster::
+
+        direct = Task(conv2d_nchw, (1, 64, 56, 56, 64, 3, 1, 1), group="conv")
+        fast = Task(conv2d_winograd_nchw, (1, 64, 56, 56, 64, 1), group="conv")
+        autotune.tune([direct, fast], trials=200)
+    """
+    from tensorlang.ops.winograd import conv2d_winograd_nchwc
+    alpha = tile + 2
+    cb, kb = _block(channels), _block(filters)
+    data = tl.placeholder((batch, channels, height, width), dtype, name="data")
+    weight = tl.placeholder((alpha * alpha, channels, filters), dtype, name="weight_winograd")
+    blocked = tl.compute((batch, channels // cb, height, width, cb),
+                         lambda b, co, y, x, ci: data[b, co * cb + ci, y, x], name="data_blocked")
+    out = conv2d_winograd_nchwc(blocked, weight, tile=tile, padding=padding, out_block=kb)
+    _, _, out_h, out_w, _ = out.shape
+    result = tl.compute((batch, filters, out_h, out_w),
+                        lambda b, k, y, x: out[b, k // kb, y, x, k % kb], name="output")
+    return [data, weight, result]

@@ -113,49 +113,85 @@ def _interleaved(fns: dict, rounds: int, number: int = 3, warmup: int = 2) -> di
     return times
 
 
+def _tasks(kind: str, args: tuple) -> list:
+    """The tasks tuned for the layer: the workload itself and, for a 3x3 stride-1 conv with
+    outputs of at least 8 x 8, its Winograd F(4x4, 3x3) form, in one group (the tuner splits
+    the trials between them by expected gain; the faster one's best record is reported)."""
+    task = autotune.Task(kind_workload(kind), args=args, target="llvm")
+    if kind != "conv2d":
+        return [task]
+    batch, channels, height, width, filters, kernel, stride, pad = args
+    oh, ow = height + 2 * pad - kernel + 1, width + 2 * pad - kernel + 1
+    if (kernel, stride) != (3, 1) or min(oh, ow) < 8:
+        return [task]
+    from autotune.workloads import conv2d_winograd_nchw
+    group = f"conv2d{args}"
+    return [autotune.Task(kind_workload(kind), args=args, target="llvm", group=group),
+            autotune.Task(conv2d_winograd_nchw, args=(batch, channels, height, width, filters,
+                                                      pad), target="llvm", group=group)]
+
+
+def _algorithm(task) -> str:
+    return "Winograd" if "winograd" in task.workload_name else "direct"
+
+
 def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: int) -> dict:
     """Tune to each total of ``stages`` (records already in ``database`` count: a run resumes),
     then time every variant and peer in interleaved rounds."""
-    task = autotune.Task(kind_workload(kind), args=args, target="llvm")
-    flops = task.flop_count()
+    tasks = _tasks(kind, args)
+    task = tasks[0]
+    flops = task.flop_count()  # the direct computation's: Winograd rows report effective rates
     rng = np.random.default_rng(0)
     inputs, expected, peers, hand = _setup(kind, args, rng)
     out_shape = [int(d) for d in task.outputs[0].shape]
     nd_inputs = [tl.nd.array(a) for a in inputs]
+    if len(tasks) > 1:
+        from tensorlang.ops.winograd import winograd_weight
+        winograd_inputs = [nd_inputs[0], tl.nd.array(winograd_weight(inputs[1], tile=4))]
+    inputs_of = {id(t): nd_inputs if _algorithm(t) == "direct" else winograd_inputs
+                 for t in tasks}
 
-    def callable_of(s, args_):
+    def callable_of(s, args_, nd_in=nd_inputs):
         f = tl.build(s, args_, target="llvm")
         out = tl.nd.empty(out_shape, "float32")
-        f(*nd_inputs, out)
+        f(*nd_in, out)
         if expected is not None:
             np.testing.assert_allclose(out.numpy(), expected, rtol=2e-3, atol=2e-3)
-        arrays = nd_inputs + [out]
+        arrays = list(nd_in) + [out]
         return lambda: f(*arrays)
 
     fns = {}
     s, a = autotune.Task(kind_workload(kind), args=args).apply_best(None)
     fns["default"] = callable_of(s, a)
+    for alt in tasks[1:]:
+        s, a = alt.apply_best(None)
+        fns[f"default ({_algorithm(alt)})"] = callable_of(s, a, inputs_of[id(alt)])
     hand_s, hand_args = hand
     if kind == "conv2d" and len(hand_args) == 3 and len(hand_args[0].shape) != 4:
         hand_args = None  # the 1x1 hand schedule takes flat views: not comparable here
     if hand_args is not None:
         fns["hand"] = callable_of(hand_s, hand_args)
     with autotune.Database(database) as db:
-        done = db.count(task.key, task.target_key)
-    rows = {"stages": [], "peers": {}, "hand": None, "default": None, "resumed_from": done}
+        done = sum(db.count(t.key, t.target_key) for t in tasks)
+    rows = {"stages": [], "peers": {}, "hand": None, "default": None, "resumed_from": done,
+            "alternatives": [_algorithm(t) for t in tasks[1:]]}
     wall = 0.0
     for target in stages:
         if target > done:
             start = time.perf_counter()
-            [summary] = autotune.tune([task], trials=target - done, database=database,
-                                      progress=sys.stderr.isatty(), seed=target)
+            autotune.tune(tasks, trials=target - done, database=database,
+                          progress=sys.stderr.isatty(), seed=target)
             wall += time.perf_counter() - start
             done = target
         elif target < done:
             continue  # the database already holds more trials than this stage
-        s, a = task.apply_best(database)
-        fns[f"tuned {target}"] = callable_of(s, a)
-        rows["stages"].append({"trials": target, "wall": wall})
+        best = autotune.best_task(tasks, database)
+        s, a = best.apply_best(database)
+        fns[f"tuned {target}"] = callable_of(s, a, inputs_of[id(best)])
+        with autotune.Database(database) as db:
+            split = {_algorithm(t): db.count(t.key, t.target_key) for t in tasks}
+        rows["stages"].append({"trials": target, "wall": wall, "algorithm": _algorithm(best),
+                               "split": split})
     if kind == "conv2d":
         graph_fn, label = _graph_conv(args, inputs, expected)
         if graph_fn is not None:
@@ -170,6 +206,8 @@ def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: 
               for name, t in times.items()}
     best = {name: min(t) for name, t in times.items()}
     rows["default"], rows["hand"] = best["default"], best.get("hand")
+    rows["alternative_defaults"] = {name: best[f"default ({name})"]
+                                    for name in rows["alternatives"]}
     rows["median_ratio"] = ratios
     for st in rows["stages"]:
         st["seconds"] = best[f"tuned {st['trials']}"]
@@ -253,14 +291,17 @@ def _report(threads: int, rows: dict, database: str) -> None:
     print(f"\n{threads} thread(s), database {database}"
           + (f" (resumed with {rows['resumed_from']} trials in it)"
              if rows.get("resumed_from") else ""))
-    print(f"{'variant':<36}{'ms':>10}{'GFLOP/s':>10}{'vs ' + ref_name:>20}"
+    print(f"{'variant':<40}{'ms':>10}{'GFLOP/s':>10}{'vs ' + ref_name:>20}"
           f"{'median ratio':>14}{'tuning wall s':>15}")
     lines = [("default schedule (untuned)", "default", rows["default"], None)]
+    for name, sec in rows.get("alternative_defaults", {}).items():
+        lines.append((f"default schedule ({name})", f"default ({name})", sec, None))
     if rows["hand"]:
         lines.append(("hand schedule", "hand", rows["hand"], None))
     for st in rows["stages"]:
-        lines.append((f"tuned, {st['trials']} trials", f"tuned {st['trials']}", st["seconds"],
-                      st["wall"]))
+        algo = f" ({st['algorithm']})" if rows.get("alternatives") else ""
+        lines.append((f"tuned, {st['trials']} trials{algo}", f"tuned {st['trials']}",
+                      st["seconds"], st["wall"]))
     if rows.get("graph"):
         lines.append((rows["graph"], rows["graph"], rows["graph_seconds"], None))
     lines += [(name, name, sec, None) for name, sec in rows["peers"].items()]
@@ -268,9 +309,12 @@ def _report(threads: int, rows: dict, database: str) -> None:
         ratio = f"{ref / sec:.2f}x" if ref else "-"
         med = f"{median[key]:.2f}x" if median.get(key) else "-"
         wall_s = f"{wall:.0f}" if wall else ""
-        print(f"{label:<36}{sec * 1e3:>10.3f}{gf(sec):>10.1f}{ratio:>20}{med:>14}{wall_s:>15}")
+        print(f"{label:<40}{sec * 1e3:>10.3f}{gf(sec):>10.1f}{ratio:>20}{med:>14}{wall_s:>15}")
     print("(ms and the first ratio: the best round; median ratio: the median over interleaved "
           "rounds of the peer's time / this variant's)")
+    if rows.get("alternatives") and rows["stages"]:
+        split = ", ".join(f"{n} {c}" for n, c in rows["stages"][-1]["split"].items())
+        print(f"trials per algorithm (one group, split by the task scheduler): {split}")
     timed = [st for st in rows["stages"] if st["wall"]]
     if timed:
         last = timed[-1]
@@ -282,3 +326,7 @@ def _report(threads: int, rows: dict, database: str) -> None:
             print(f"tuned / hand schedule: {rows['hand'] / last['seconds']:.2f}x")
         print(f"default within {last['seconds'] and rows['default'] / last['seconds']:.2f}x "
               "of the tuned time")
+        same = rows.get("alternative_defaults", {}).get(last.get("algorithm"))
+        if same:
+            print(f"{last['algorithm']} default within {same / last['seconds']:.2f}x of its "
+                  "tuned time")

@@ -10,8 +10,9 @@
   schedule; untuned ones only from 4 MFLOP up) is compiled, timed here against its NCHW group
   (im2col + BLAS) on the same random inputs (best of 3 x 3 calls each), and left in NCHW only
   where that is 1.25x faster. A 3x3 stride-1 convolution with outputs of at least 8 x 8 is
-  also timed as Winograd ``F(4x4, 3x3)`` (``conv2d_winograd_nchwc``, blocked too) and runs
-  so where that beats its direct blocked kernel. A blocked group with a tuning record is
+  also timed as Winograd ``F(4x4, 3x3)`` (``conv2d_winograd_nchwc``, blocked too), its products
+  as a grouped BLAS call and as a DSL reduction (tuned where the database has its record),
+  and runs so where one of them beats its direct blocked kernel. A blocked group with a tuning record is
   timed against its default schedule too, and built without the record where the default is
   faster here. On the
   nine light models (RESULTS.md), neither layout wins everywhere: blocked is 1.9x faster on
@@ -27,7 +28,7 @@ from __future__ import annotations
 from tensorlang.errors import UserError
 
 from .ir import Module
-from .passes.layout import convert_conv_layout
+from .passes.layout import WINOGRAD_PRODUCTS, convert_conv_layout
 
 LAYOUTS = ("auto", "NCHW", "NCHWc")
 # "auto" leaves a convolution in NCHW only where that is this much faster: one left among
@@ -63,44 +64,59 @@ def choose_conv_layout(mod: Module, target: str, database, layout: str,
     if not faster:
         return mod
     return convert_conv_layout(mod, select=lambda conv: id(conv) in faster,
-                               winograd=lambda conv: id(conv) in winograd)
+                               winograd=lambda conv: winograd.get(id(conv), False))
 
 
-def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> tuple[set, set]:
+def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> tuple[set, dict]:
     """``id`` of each original conv whose blocked group (tuned where ``database`` has its
     record, else with its default schedule; or as Winograd, where ``winograd_conv`` allows
-    and that times faster) times faster than its NCHW group, and the subset of those that
-    run as Winograd."""
+    and that times faster: its products as one grouped BLAS call or as a DSL reduction, tuned
+    where the database has that group's record) times faster than its NCHW group, and
+    ``{id: "blas" or "dsl"}`` for those of them that run as Winograd."""
     from autotune.task import Task
     from .build import group_spec, group_workload, partition
     from .compile import compile_kernels, opened_database
     origin: dict = {}
     blocked = convert_conv_layout(mod, origin=origin)
     plain_groups = {id(g.calls[0]): g for g in partition(mod)}
-    pairs = []  # (original conv, blocked group spec, NCHW group spec)
-    tuned_specs = []
+    found = []  # (original conv, blocked group spec, NCHW group spec)
+    for group in partition(blocked):
+        conv = origin.get(id(group.calls[0]))
+        if conv is not None and id(conv) in plain_groups:
+            found.append((conv, group_spec(group, target),
+                          group_spec(plain_groups[id(conv)], target)))
+    if not found:
+        return set(), {}
+    winograd_specs = {product: _winograd_specs(mod, target, {id(c) for c, _, _ in found},
+                                               product)
+                      for product in WINOGRAD_PRODUCTS}
+    pairs, tuned_specs = [], []
     with opened_database(database) as db:
-        for group in partition(blocked):
-            conv = origin.get(id(group.calls[0]))
-            if conv is None or id(conv) not in plain_groups:
-                continue
-            spec = group_spec(group, target)
+        def has_record(spec):
             task = Task(group_workload, args=(spec,), target=target)
-            tuned = db is not None and db.best(task.key, task.target_key, k=1)
+            return db is not None and bool(db.best(task.key, task.target_key, k=1))
+        for conv, spec, plain_spec in found:
+            tuned = has_record(spec)
             if tuned:
                 tuned_specs.append(spec)
+            # a record for its Winograd (DSL product) group makes it a candidate too
+            tuned = tuned or any(has_record(specs[id(conv)]) for specs in winograd_specs.values()
+                                 if id(conv) in specs)
             if tuned or _flops(conv) >= MIN_UNTUNED_FLOPS:
-                pairs.append((conv, spec, group_spec(plain_groups[id(conv)], target)))
+                pairs.append((conv, spec, plain_spec))
     if not pairs:
-        return set(), set()
-    winograd_specs = _winograd_specs(mod, target, {id(conv) for conv, _, _ in pairs})
+        return set(), {}
+    candidates = {id(conv) for conv, _, _ in pairs}
+    winograd_specs = {product: {c: s for c, s in specs.items() if c in candidates}
+                      for product, specs in winograd_specs.items()}
     jobs = [(f"blocked_{i}", b) for i, (_, b, _) in enumerate(pairs)] + \
            [(f"plain_{i}", p) for i, (_, _, p) in enumerate(pairs)] + \
-           [(f"winograd_{i}", w) for i, w in enumerate(winograd_specs.values())]
+           [(f"winograd_{product}_{i}", w) for product, specs in winograd_specs.items()
+            for i, w in enumerate(specs.values())]
     kernels = compile_kernels(jobs, target, database)
     defaults = compile_kernels([(f"default_{i}", spec) for i, spec in enumerate(tuned_specs)],
                                target, None) if tuned_specs else {}
-    faster, winograd = set(), set()
+    faster, winograd = set(), {}
     for conv, blocked_spec, plain_spec in pairs:
         best = _seconds(kernels[blocked_spec], blocked_spec, target)
         if blocked_spec in defaults:  # the tuned kernel against its default schedule
@@ -108,26 +124,27 @@ def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> t
             if seconds < best:
                 best = seconds
                 untuned.add(blocked_spec)
-        spec = winograd_specs.get(id(conv))
-        if spec is not None:
-            seconds = _seconds(kernels[spec], spec, target)
-            if seconds < best:
-                best = seconds
-                winograd.add(id(conv))
+        for product, specs in winograd_specs.items():
+            spec = specs.get(id(conv))
+            if spec is not None:
+                seconds = _seconds(kernels[spec], spec, target)
+                if seconds < best:
+                    best = seconds
+                    winograd[id(conv)] = product
         if best < PLAIN_MARGIN * _seconds(kernels[plain_spec], plain_spec, target):
             faster.add(id(conv))
-    return faster, winograd & faster
+    return faster, {c: p for c, p in winograd.items() if c in faster}
 
 
-def _winograd_specs(mod: Module, target: str, candidates: set) -> dict:
+def _winograd_specs(mod: Module, target: str, candidates: set, product: str) -> dict:
     """``{id(original conv): spec of its Winograd group}`` for the ``candidates`` that
-    ``winograd_conv`` allows."""
+    ``winograd_conv`` allows, with its products computed as ``product`` says."""
     from .build import group_spec, partition
     from .passes.layout import winograd_conv
     if not any(winograd_conv(c) for c in _calls(mod) if id(c) in candidates):
         return {}
     origin: dict = {}
-    converted = convert_conv_layout(mod, origin=origin, winograd=lambda conv: True)
+    converted = convert_conv_layout(mod, origin=origin, winograd=lambda conv: product)
     specs = {}
     for group in partition(converted):
         first = group.calls[0]

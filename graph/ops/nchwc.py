@@ -8,7 +8,8 @@
   :func:`pack_conv_weight` packs an OIHW weight so;
 - ``conv2d_winograd_nchwc(x, u, tile=, pads=, block=)``: a stride-1 3x3 convolution as
   Winograd ``F(tile, 3)`` (``tensorlang.ops.winograd``) on a blocked input and the transformed
-  weight ``u = winograd_weight(w, tile)``, with ``block`` output channels per block.
+  weight ``u = winograd_weight(w, tile)``, with ``block`` output channels per block; its
+  products one grouped BLAS call (``product="blas"``) or a DSL reduction (``"dsl"``).
 
 Example::
 
@@ -89,9 +90,14 @@ def _conv_compute(xs, attrs):
 
 def _winograd_compute(xs, attrs):
     """``conv2d_winograd_nchwc``: the Winograd stages of ``tensorlang.ops.winograd`` with the
-    ``a * a`` products made one grouped BLAS extern (``graph/ops/gemm.py``)."""
+    ``a * a`` products made one grouped BLAS extern (``graph/ops/gemm.py``), or with
+    ``product="dsl"`` left a DSL reduction (a batched matmul the auto-scheduler tiles)."""
     data, weight = xs
     tile = int(attrs.get("tile", 4))
+    if attrs.get("product", "blas") == "dsl":
+        return T.winograd.conv2d_winograd_nchwc(
+            data, weight, tile=tile, padding=tuple(attrs.get("pads", (0, 0, 0, 0))),
+            out_block=int(attrs["block"]))
 
     def product(v, u):
         alpha, _, rows, tiles_w, _, _ = (const_int(d) for d in v.shape)

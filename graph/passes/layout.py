@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from tensorlang.errors import UserError
 from tensorlang.ops.winograd import winograd_weight
 
 from ..ir import Call, Constant, Expr, Function, Module, TupleGetItem, Var, post_order
@@ -57,6 +58,7 @@ def eligible_conv(call: Expr) -> bool:
 # tiles cost more than the multiplies it saves
 WINOGRAD_TILE = 4
 WINOGRAD_MIN_OUTPUT = 8
+WINOGRAD_PRODUCTS = ("blas", "dsl")
 
 
 def winograd_conv(call: Expr) -> bool:
@@ -96,12 +98,15 @@ def _blocked_constant(value: np.ndarray, block: int, channels: int) -> np.ndarra
 
 def convert_conv_layout(mod: Module, select: Callable[[Call], bool] | None = None,
                         origin: dict | None = None,
-                        winograd: Callable[[Call], bool] | None = None) -> Module:
+                        winograd: Callable[[Call], "bool | str"] | None = None) -> Module:
     """``mod`` with the eligible convolutions that ``select`` accepts (default: all) run in the
     blocked layout; see the module docstring. The result computes the same numbers.
     ``origin``, when given, is filled with ``{id(new conv2d_nchwc call): original conv2d}``.
     Those of them that ``winograd`` accepts (default: none) and :func:`winograd_conv` allows
-    become ``conv2d_winograd_nchwc``, their weight transformed here."""
+    become ``conv2d_winograd_nchwc``, their weight transformed here. ``winograd(conv)`` may
+    name how the transformed products are computed: ``"blas"`` (one grouped sgemm call, what
+    ``True`` means) or ``"dsl"`` (a DSL reduction, which the auto-scheduler tiles and tunes;
+    its transforms keep fixed schedules)."""
     env: dict[int, tuple] = {}     # id(old node) -> (new node, block or None)
     plain_of: dict[int, Expr] = {}
     blocked_of: dict[tuple, Expr] = {}
@@ -135,11 +140,17 @@ def convert_conv_layout(mod: Module, select: Callable[[Call], bool] | None = Non
         elif eligible_conv(node) and (select is None or select(node)):
             data, weight = node.args
             cb, kb = conv_blocks(node, env[id(data)][1])
-            if winograd is not None and winograd_conv(node) and winograd(node):
+            product = winograd(node) if winograd is not None and winograd_conv(node) \
+                else False
+            if product:
+                if product not in (True, *WINOGRAD_PRODUCTS):
+                    raise UserError(f"convert_conv_layout: the Winograd product of conv "
+                                    f"{node.name} must be one of {list(WINOGRAD_PRODUCTS)}, "
+                                    f"got {product!r}")
                 u = Constant(f"{weight.name}_winograd{WINOGRAD_TILE}",
                              winograd_weight(weight.value, WINOGRAD_TILE))
                 attrs = {"tile": WINOGRAD_TILE, "pads": node.attr("pads", (0, 0, 0, 0)),
-                         "block": kb}
+                         "block": kb, "product": "blas" if product is True else product}
                 new = Call("conv2d_winograd_nchwc", (blocked(data, cb), u), attrs,
                            name=node.name)
             else:

@@ -239,25 +239,49 @@ def schedule_winograd(sch, out_stage, tile: int | None = None) -> None:
     output ``out_stage`` (the ``winograd_output`` stage, or the elementwise stage it was
     inlined into, with the same axes) with rows and columns split by the tile, the tile
     unrolled and the block vectorized, parallel over blocks and tile rows. A DSL product
-    stage (not an extern) is left with its default loops."""
-    stages = {st.op.tag: st for st in sch.stages if getattr(st.op, "tag", "")}
+    stage (not an extern) is left with its default loops (the auto-scheduler tiles it: its
+    sketches schedule the other stages with the three functions this one calls)."""
+    stages = _tagged(sch)
     pad, v = stages.get("winograd_pad"), stages.get("winograd_input")
     if pad is None or v is None:
         raise ShapeError("schedule_winograd: the schedule has no winograd_pad / winograd_input "
                          "stage (build it with conv2d_winograd_nchwc)")
-    alpha = const_int(v.op.axis[0].dom.extent)
-    m = tile or alpha - 2
-    b, co, y, x, ci = pad.op.axis
-    sch[pad].parallel(sch[pad].fuse(b, co, y))
-    sch[pad].vectorize(ci)
-    eh, ew, t, tw, co, ci = v.op.axis
-    sch[v].reorder(t, tw, co, eh, ew, ci)
-    sch[v].parallel(sch[v].fuse(t, tw))
-    sch[v].unroll(eh)
-    sch[v].unroll(ew)
-    sch[v].vectorize(ci)
-    _tile_stage(sch, stages.get("winograd_rows"), sch[v], co)
+    schedule_winograd_pad(sch, pad)
+    schedule_winograd_input(sch, v)
     out = sch[out_stage] if not hasattr(out_stage, "leaf_iter_vars") else out_stage
+    schedule_winograd_output(sch, out, tile or const_int(v.op.axis[0].dom.extent) - 2)
+
+
+def _tagged(sch) -> dict:
+    return {st.op.tag: st for st in sch.stages if getattr(st.op, "tag", "")}
+
+
+def schedule_winograd_pad(sch, pad) -> None:
+    """The ``winograd_pad`` stage: parallel over its rows, vectorized over the channel
+    block."""
+    b, co, y, x, ci = pad.op.axis
+    pad.parallel(pad.fuse(b, co, y))
+    pad.vectorize(ci)
+
+
+def schedule_winograd_input(sch, v) -> None:
+    """The ``winograd_input`` stage ``v`` (with ``winograd_rows`` computed per tile inside
+    it): parallel over tiles, the ``(eh, ew)`` axes unrolled, the channel block vectorized."""
+    eh, ew, t, tw, co, ci = v.op.axis
+    v.reorder(t, tw, co, eh, ew, ci)
+    v.parallel(v.fuse(t, tw))
+    v.unroll(eh)
+    v.unroll(ew)
+    v.vectorize(ci)
+    _tile_stage(sch, _tagged(sch).get("winograd_rows"), v, co)
+
+
+def schedule_winograd_output(sch, out, tile: int) -> None:
+    """The output stage ``out`` (``winograd_output``, or the elementwise stage with its axes
+    that it was inlined into), with ``winograd_half`` computed per tile inside it: rows and
+    columns split by ``tile`` and unrolled, the block vectorized, parallel over blocks and
+    tile rows."""
+    m = int(tile)
     b, ko, y, x, ki = out.op.axis
     th, hr = out.split(y, factor=m)
     tw, wr = out.split(x, factor=m)
@@ -266,7 +290,7 @@ def schedule_winograd(sch, out_stage, tile: int | None = None) -> None:
     out.unroll(hr)
     out.unroll(wr)
     out.vectorize(ki)
-    _tile_stage(sch, stages.get("winograd_half"), out, tw)
+    _tile_stage(sch, _tagged(sch).get("winograd_half"), out, tw)
 
 
 def _tile_stage(sch, stage, parent, axis) -> None:
@@ -284,4 +308,5 @@ def _tile_stage(sch, stage, parent, axis) -> None:
 
 
 __all__ = ["TILES", "winograd_matrices", "winograd_weight", "conv2d_winograd_nchwc",
-           "schedule_winograd"]
+           "schedule_winograd", "schedule_winograd_pad", "schedule_winograd_input",
+           "schedule_winograd_output"]

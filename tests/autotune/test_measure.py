@@ -161,3 +161,25 @@ def test_the_batch_best_so_far_bounds_later_candidates(builder, monkeypatch):
 def test_runner_refuses_a_bad_cutoff(cutoff):
     with pytest.raises(UserError, match="cutoff"):
         LocalRunner(cutoff=cutoff)
+
+
+def test_the_output_check_scales_its_tolerance_with_the_outputs_magnitude():
+    """Rounding errors scale with what was summed: a point that nearly cancels (as Winograd
+    transforms make) may be off by 1e-3 of the output's RMS; a wrong value is still caught,
+    and so is a small output that is wrong everywhere."""
+    import numpy as np
+    from autotune.measure import _compare
+    task = Task(wl.matmul, args=(16, 16, 16))
+    rng = np.random.default_rng(0)
+    want = (rng.standard_normal((16, 16)) * 50).astype(np.float32)
+    want[3, 4] = 0.8
+    inputs = [np.zeros((16, 16), np.float32)] * 2
+    near = want.copy()
+    near[3, 4] += 0.02  # 2.5% of the value, 4e-4 of the RMS (about 50)
+    assert _compare(task, inputs + [near], [want]) is None
+    wrong = want.copy()
+    wrong[7, 1] += 1.0
+    message = _compare(task, inputs + [wrong], [want])
+    assert message and "(7, 1)" in message and "1 of 256" in message
+    small = (want / 1e4).astype(np.float32)
+    assert _compare(task, inputs + [small * 1.1], [small]) is not None

@@ -487,3 +487,65 @@ def test_short_rows_of_an_elementwise_stage_are_fused_for_full_vectors():
     T = tl.compute((1, 6, 14, 14), lambda n, c, i, j: A[n, c, j, i] + b[c, 0, 0], name="T")
     text = str(tl.lower(default_schedule([T], LANES), [A, b, T]))
     assert ", 1, 4)]" not in text, text
+
+
+# -- Winograd convolutions: fixed transform schedules, a searched product -----------------------
+
+def _winograd_conv(bias_relu: bool):
+    """A blocked Winograd F(4x4, 3x3) conv (16 channels in, 32 out, 12 x 12), with bias + relu
+    fused after it when asked; returns (argument tensors, reference function)."""
+    from tensorlang.ops.winograd import conv2d_winograd_nchwc
+    X = tl.placeholder((1, 1, 12, 12, 16), name="X")
+    U = tl.placeholder((36, 16, 32), name="U")
+    Y = conv2d_winograd_nchwc(X, U, tile=4, padding=1, out_block=16)
+    args = [X, U]
+    if bias_relu:
+        B = tl.placeholder((2, 16), name="B")
+        Y = tl.compute(Y.shape, lambda b, k, y, x, c: tl.max(Y[b, k, y, x, c] + B[k, c], 0.0),
+                       name="bias_relu")
+        args.append(B)
+    return args + [Y]
+
+
+def _winograd_reference(x, w, bias):
+    """NumPy: blocked x [1, 1, 12, 12, 16], OIHW w [32, 16, 3, 3] -> blocked [1, 2, 12, 12, 16]."""
+    xp = np.pad(x[0, 0].transpose(2, 0, 1).astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    out = np.zeros((32, 12, 12))
+    for i in range(3):
+        for j in range(3):
+            out += np.einsum("chw,kc->khw", xp[:, i:i + 12, j:j + 12], w[:, :, i, j])
+    if bias is not None:
+        out = np.maximum(out + bias.reshape(32, 1, 1), 0)
+    return out.reshape(1, 2, 16, 12, 12).transpose(0, 1, 3, 4, 2)
+
+
+@pytest.mark.parametrize("bias_relu", [False, True])
+def test_winograd_transforms_keep_their_schedules_and_only_the_product_is_searched(bias_relu):
+    from tensorlang.ops.winograd import winograd_weight
+    tensors = _winograd_conv(bias_relu)
+    sketches = generate_sketches([tensors[-1]], vector_lanes=8)
+    assert sketches
+    for sk in sketches:
+        assert "winograd_pad:winograd,part=pad" in sk.name
+        assert "winograd_input:winograd,part=input" in sk.name
+        assert "winograd_product:tile" in sk.name
+        # the output transform's loops are carried by the fused bias + relu when there is one
+        carrier = "bias_relu" if bias_relu else "winograd_output"
+        assert f"{carrier}:winograd,part=output,tile=4" in sk.name, sk.name
+        # every knob is the product's: the transforms have nothing to search
+        product = next(i for i, kind, _ in sk.plans if kind == "tile")
+        assert sk.knobs and all(name.startswith(f"{product}.") for name in sk.knobs)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 1, 12, 12, 16), dtype=np.float32)
+    w = rng.standard_normal((32, 16, 3, 3), dtype=np.float32)
+    bias = rng.standard_normal((2, 16), dtype=np.float32) if bias_relu else None
+    want = _winograd_reference(x, w, bias)
+    inputs = [x, winograd_weight(w, tile=4)] + ([bias] if bias_relu else [])
+    pick = random.Random(2)
+    for sk in sketches:
+        for decisions in (sk.default_decisions(), sk.sample(pick)):
+            f = tl.build(sk.apply(tensors, decisions), tensors)
+            out = np.zeros(want.shape, np.float32)
+            f(*inputs, out)
+            np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4,
+                                       err_msg=f"{sk.name} {decisions}")

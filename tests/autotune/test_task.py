@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import tensorlang as tl
-from autotune.task import Task, lookup_workload, workload
+from autotune.database import Database, TuningRecord
+from autotune.task import Task, best_task, lookup_workload, workload
 from tensorlang.errors import UserError
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -131,6 +132,37 @@ def test_dict_round_trip_through_json():
     assert (back.workload_name, back.args, back.target, back.weight) == \
         (MATMUL, (16, 8, 4, "float64"), "llvm -num-threads=1", 3.0)
     assert "workloads_for_tests.matmul" in repr(back)
+
+
+def test_a_group_label_travels_but_is_not_part_of_the_key():
+    plain = Task(wl.matmul, (16, 8, 4))
+    grouped = Task(wl.matmul, (16, 8, 4), group="layer1")
+    assert grouped.key == plain.key and grouped.group == "layer1" and plain.group is None
+    back = Task.from_dict(json.loads(json.dumps(grouped.to_dict())))
+    assert back.group == "layer1"
+    assert "group" not in plain.to_dict()
+
+
+def test_best_task_picks_the_alternative_with_the_fastest_record(tmp_path):
+    first = Task(wl.matmul, (16, 8, 4), group="g")
+    second = Task(wl.matmul, (8, 16, 4), group="g")
+    path = tmp_path / "t.db"
+    assert best_task([first, second], path) is first  # no file: the first task
+    assert not path.exists()
+    with Database(path) as db:
+        for task, cost in ((first, 2e-3), (second, 3e-3)):
+            db.commit_record(TuningRecord(task.key, task.target_key, task.workload_name,
+                                          '{"a": 1}', costs=(cost,)))
+        assert best_task([first, second], db) is first
+        db.commit_record(TuningRecord(second.key, second.target_key, second.workload_name,
+                                      '{"a": 2}', costs=(1e-3,)))
+        assert best_task([first, second], db) is second
+        db.commit_record(TuningRecord(first.key, first.target_key, first.workload_name,
+                                      '{"a": 3}', error="crash: segfault"))
+        assert best_task([second, first], db) is second  # failures do not count
+    assert best_task([first, second], str(path)) is second
+    with pytest.raises(UserError, match="at least one task"):
+        best_task([], path)
 
 
 def test_flop_count():

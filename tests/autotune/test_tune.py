@@ -142,6 +142,23 @@ def test_after_round_robin_the_batch_goes_to_the_largest_weighted_gain():
     assert _next_task([flat, improving, fresh], batch_size=8) is None
 
 
+def test_an_alternative_slower_than_its_group_leader_gets_little_of_the_budget():
+    """Two algorithms for one result (one group): a slower one whose recent gains do not
+    reach the leader's time yields to it, and to an unrelated task with the same figures."""
+    def state(history, measured, group=None):
+        task = autotune.Task(wl.matmul, args=(32, 32, 32), group=group)
+        s = _TaskState(task, search=None, best=history[-1], measured=measured, batches=1)
+        s.history = list(history)
+        return s
+    leader = state([0.5e-3] * 16, 16, group="conv")
+    slow = state([1.3e-3] * 8 + [1.1e-3] * 8, 16, group="conv")  # improving, still 2x slower
+    assert _next_task([leader, slow], batch_size=8) is leader
+    alone = state([1.3e-3] * 8 + [1.1e-3] * 8, 16)  # the same figures, no group
+    assert _next_task([leader, alone], batch_size=8) is alone
+    catching_up = state([1.3e-3] * 8 + [0.52e-3] * 8, 16, group="conv")  # now near the leader
+    assert _next_task([leader, catching_up], batch_size=8) is catching_up
+
+
 def test_a_task_that_never_builds_is_recorded_and_tune_returns(tmp_path, backends):
     bad = autotune.Task(wl.never_builds, args=(8,))
     good = autotune.Task(wl.matmul, args=(32, 32, 32))

@@ -52,3 +52,25 @@ def test_task_name_is_short_and_overridable():
     assert named.name == "head" and named.key == task.key  # a label, not part of the key
     long = autotune.Task(workloads.dense, args=(1, 1000, 2048, True, True))
     assert len(long.name) <= len("dense()") + 40
+
+
+def _direct_conv(data, weight, pad):
+    padded = np.pad(data[0].astype(np.float64), ((0, 0), (pad, pad), (pad, pad)))
+    return np.stack([sum(correlate(padded[c], weight[k, c].astype(np.float64), mode="valid")
+                         for c in range(data.shape[1])) for k in range(weight.shape[0])])
+
+
+@pytest.mark.parametrize("args", [(1, 16, 12, 12, 32, 1), (1, 8, 10, 9, 12, 0)])
+def test_winograd_conv_equals_the_direct_convolution(args):
+    """The Winograd workload with its default (sketch) schedule, fed the transformed weight,
+    gives the direct convolution of the OIHW weight (odd sizes: partial tiles)."""
+    from tensorlang.ops.winograd import winograd_weight
+    task = autotune.Task(workloads.conv2d_winograd_nchw, args=args)
+    batch, channels, height, width, filters, pad = args
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((batch, channels, height, width), dtype=np.float32)
+    weight = rng.standard_normal((filters, channels, 3, 3), dtype=np.float32)
+    out = np.zeros((batch, filters, height + 2 * pad - 2, width + 2 * pad - 2), np.float32)
+    s, _ = task.apply_best(None)
+    task.build(s)(data, winograd_weight(weight, tile=4), out)
+    np.testing.assert_allclose(out[0], _direct_conv(data, weight, pad), rtol=1e-4, atol=1e-4)

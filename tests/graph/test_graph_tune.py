@@ -57,11 +57,27 @@ def _conv_model():
                       {"w": rand(16, 8, 3, 3), "b": rand(16)})
 
 
-def test_a_cpu_conv_is_tuned_in_the_blocked_layout():
-    [task] = extract_tasks(graph.from_onnx(_conv_model()))
-    assert '"conv2d_nchwc"' in task.args[0]
-    names = {t.op.name for t in _all_tensors(task.outputs)}
+def test_a_cpu_conv_is_tuned_in_the_blocked_layout_and_as_winograd():
+    """A 3x3 stride-1 conv gives two tasks in one group: the direct blocked kernel and the
+    Winograd form with its products a DSL reduction (the alternatives the build times)."""
+    direct, winograd = sorted(extract_tasks(graph.from_onnx(_conv_model())),
+                              key=lambda t: "winograd" in t.args[0])
+    assert '"conv2d_nchwc"' in direct.args[0]
+    names = {t.op.name for t in _all_tensors(direct.outputs)}
     assert {"data_pad", "conv_blocked"} <= names  # the weights come packed, a constant
+    assert '"conv2d_winograd_nchwc"' in winograd.args[0] and '"dsl"' in winograd.args[0]
+    tags = {t.op.tag for t in _all_tensors(winograd.outputs)}
+    assert {"winograd_input", "winograd_product", "winograd_output"} <= tags
+    assert direct.group is not None and direct.group == winograd.group
+    assert winograd.weight == direct.weight == 1.0
+
+
+def test_a_strided_conv_has_no_winograd_alternative():
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])]
+    model = make_model(nodes, [("x", (1, 8, 20, 20), "float32")], [("y", None, "float32")],
+                       {"w": rand(16, 8, 3, 3)})
+    [task] = extract_tasks(graph.from_onnx(model))
+    assert '"conv2d_nchwc"' in task.args[0] and task.group is None
 
 
 def _all_tensors(outputs):
@@ -74,16 +90,26 @@ def _all_tensors(outputs):
     return seen.values()
 
 
+@pytest.fixture(scope="module")
+def tuned_conv_db(tmp_path_factory):
+    """A database with records of ``_conv_model``'s conv: one batch for its blocked task and
+    one for its Winograd alternative (a small search: lowering the Winograd candidates is
+    slow)."""
+    path = tmp_path_factory.mktemp("tuned") / "tuning.db"
+    graph.tune(graph.from_onnx(_conv_model()), trials=4, database=path, progress=False,
+               batch_size=2, remeasure=0, search_options={"population": 8, "generations": 1})
+    return path
+
+
 @pytest.mark.parametrize("blocked_faster", [True, False, None])
-def test_build_keeps_the_faster_of_blas_and_the_tuned_blocked_conv(tmp_path, monkeypatch,
+def test_build_keeps_the_faster_of_blas_and_the_tuned_blocked_conv(tuned_conv_db, monkeypatch,
                                                                    blocked_faster):
     """True / False: the clock is fixed so the test checks the choosing; None: real timing
     (either kernel may win; the result must be right)."""
     import graph.conv_layout as cl
     model = _conv_model()
     mod = graph.from_onnx(model)
-    path = tmp_path / "tuning.db"
-    graph.tune(mod, trials=2, database=path, progress=False, batch_size=2, remeasure=0)
+    path = tuned_conv_db
     if blocked_faster is not None:
         monkeypatch.setattr(cl, "_seconds", lambda kernel, spec, target:
                             (1.0 if blocked_faster else 3.0) if "conv2d_nchwc" in spec

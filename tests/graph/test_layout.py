@@ -103,7 +103,9 @@ def test_auto_layout_keeps_whichever_form_of_each_conv_times_faster(monkeypatch)
         assert len(winograd) == (winner == "winograd"), lib.groups
         np.testing.assert_allclose(lib.run(x)[0], want, rtol=1e-4, atol=1e-5)
     assert sum("conv2d_nchwc" in spec for spec in timed) == 9  # 3 convs, three builds
-    assert sum("conv2d_winograd_nchwc" in spec for spec in timed) == 3
+    # Winograd twice per build: its products as one BLAS call and as a DSL reduction
+    assert sum('["product","blas"]' in spec for spec in timed) == 3
+    assert sum('["product","dsl"]' in spec for spec in timed) == 3
 
 
 def test_winograd_conv_fuses_its_bias_and_relu_and_matches_onnxruntime():
@@ -121,6 +123,24 @@ def test_winograd_conv_fuses_its_bias_and_relu_and_matches_onnxruntime():
     x = rand(2, 3, 12, 12)
     np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
                                atol=1e-4)
+
+
+def test_winograd_conv_with_dsl_products_matches_onnxruntime():
+    """The products as a DSL reduction (tiled by the sketch rules, tunable) instead of a BLAS
+    call: no extern in the kernel, the same numbers; a product kind that does not exist is
+    refused, naming the conv."""
+    model = _cnn()
+    mod = optimize(graph.from_onnx(model))
+    converted = convert_conv_layout(mod, winograd=lambda conv: "dsl")
+    [call] = [c for g in partition(converted) for c in g.calls
+              if c.op == "conv2d_winograd_nchwc"]
+    assert call.attr("product") == "dsl"
+    lib = graph.build(converted, layout="NCHW")
+    x = rand(2, 3, 12, 12)
+    np.testing.assert_allclose(lib.run(x)[0], run_ort(model, {"x": x})[0], rtol=1e-4,
+                               atol=1e-4)
+    with pytest.raises(UserError, match="Winograd product of conv .* must be one of"):
+        convert_conv_layout(mod, winograd=lambda conv: "fft")
 
 
 def test_packing_helpers_follow_the_documented_layout():
