@@ -26,7 +26,7 @@ Rules walk the stage DAG of ``tl.create_schedule(outputs)`` and give each stage 
 
 - ``winograd``: the transform stages of a Winograd convolution (``tensorlang.ops.winograd``)
   keep the fixed schedules of that module, tile axes unrolled; only its product, a batched
-  matmul, gets the ``tile`` plans above (see ``_winograd_plans``).
+  matmul, gets the ``tile`` plans above (``autotune/sketch_winograd.py``).
 
 A :class:`Sketch` is a deterministic recipe; its *decisions* (tile sizes drawn from the
 factorizations of each extent, compute_at level, unroll depth, vectorize, parallel fuse count)
@@ -48,11 +48,10 @@ import random
 
 import tensorlang as tl
 from tensorlang.errors import UserError
-from tensorlang.ops.winograd import (schedule_winograd_input, schedule_winograd_output,
-                                     schedule_winograd_pad)
 from tensorlang.tensor import ComputeOp, ExternOp, PlaceholderOp, Tensor
 
-from .stage_analysis import (_carrier_map, _extent, _has_reuse, _is_elementwise, _is_guarded,
+from .sketch_winograd import schedule_winograd_part, winograd_plans
+from .stage_analysis import (_carrier_map, _extent, _fusible_consumer, _has_reuse, _is_elementwise, _is_guarded,
                              _is_reindex, _lanes_along_rows, _packable_input,
                              _panel_in_place, _points, _row_axis, _rows_fuse_contiguously,
                              _strided_last_axis, _unblocked_axes)
@@ -226,13 +225,7 @@ class _Context:
         pass  # scheduled by the tile plan of its producer
 
     def plan_winograd(self, index, stage, options):
-        part = options["part"]
-        if part == "pad":
-            schedule_winograd_pad(self.sch, stage)
-        elif part == "input":
-            schedule_winograd_input(self.sch, stage)
-        else:
-            schedule_winograd_output(self.sch, stage, options["tile"])
+        schedule_winograd_part(self.sch, stage, options)
 
     def plan_simple(self, index, stage, options):
         axes = list(stage.op.axis)
@@ -490,25 +483,6 @@ def _carrier_axes(stage, carrier) -> list:
             for pos, c, part in carrier]
 
 
-def _fusible_consumer(sch, stage, inlined):
-    """The single elementwise consumer (same shape) that can carry ``stage``'s tiled loops;
-    or the single consumer that reads it back in another layout (``_carrier_map``)."""
-    if stage.is_output:
-        return None
-    c = stage
-    while True:  # through inlined elementwise stages (dense -> bias -> relu)
-        consumers = sch.consumers_of(c)
-        if len(consumers) != 1 or not _is_elementwise(consumers[0].op):
-            return None
-        c = consumers[0]
-        if c not in inlined:
-            break
-    if [_extent(iv) for iv in c.op.axis] != [_extent(iv) for iv in stage.op.axis] and \
-            _carrier_map(c.op, stage.op) is None:
-        return None
-    return c
-
-
 def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
     """The sketches of a computation (its output tensors, or all argument tensors), best first:
     the first one with its default decisions is :func:`default_schedule`.
@@ -534,7 +508,7 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
     padded = {st for st in inlined
               if (_is_guarded(st.op) or _is_reindex(st.op))
               and any(c.op.reduce_axis and _has_reuse(c.op) for c in sch.consumers_of(st))}
-    base: dict[int, tuple] = _winograd_plans(sch, inlined, padded)
+    base: dict[int, tuple] = winograd_plans(sch, inlined, padded)
     tile_choices: dict[int, list] = {}
     rfactor_stages = []
     for i, st in enumerate(stages):
@@ -592,51 +566,6 @@ def generate_sketches(outputs, vector_lanes: int) -> list[Sketch]:
         w.update({index[st]: ("inline", {}) for st in padded})
         variants.append(w)
     return [Sketch(outputs, variant_plans(v, len(stages)), vector_lanes) for v in variants[:16]]
-
-
-def _winograd_plans(sch, inlined: set, padded: set) -> dict:
-    """The plans of a Winograd convolution's transform stages (``conv2d_winograd_nchwc``),
-    by stage index: the pad, input and output stages get the fixed schedules of
-    ``tensorlang.ops.winograd`` (tile axes unrolled so that the coefficient selects fold away;
-    generic plans would inline the transforms into each other and evaluate every select),
-    the two half transforms are computed per tile inside them. Only the product (a batched
-    matmul) is searched. A layout stage the pad reads stays a stage of its own (inlined, the
-    pad's channel vectors would gather across planes), and the output is inlined into a
-    single elementwise consumer with its shape (bias, relu), which then carries its loops.
-    Takes the stages it plans out of ``inlined`` and ``padded``; empty for any other
-    computation."""
-    stages = list(sch.stages)
-    tags = {st.op.tag: st for st in stages if isinstance(st.op, ComputeOp) and st.op.tag}
-    if not all(t in tags for t in ("winograd_pad", "winograd_input", "winograd_output")):
-        return {}
-    index = {st: i for i, st in enumerate(stages)}
-    pad, out = tags["winograd_pad"], tags["winograd_output"]
-    for st in tags.values():
-        if st.op.tag.startswith("winograd_"):
-            inlined.discard(st)
-            padded.discard(st)
-    # the output tile m: the half transform's second axis (a - 2 for a 3x3 kernel otherwise)
-    tile = _extent(tags["winograd_half"].op.axis[1]) if "winograd_half" in tags else \
-        _extent(tags["winograd_input"].op.axis[0]) - 2
-    plans = {index[pad]: ("winograd", {"part": "pad"}),
-             index[tags["winograd_input"]]: ("winograd", {"part": "input"})}
-    for tag in ("winograd_rows", "winograd_half"):
-        if tag in tags:
-            plans[index[tags[tag]]] = ("fused", {})
-    for t in pad.op.input_tensors:
-        st = sch.stage_map.get(t.op)
-        if st in inlined:
-            inlined.discard(st)
-            padded.discard(st)
-            plans[index[st]] = ("simple", {})
-    carrier = _fusible_consumer(sch, out, inlined)
-    if carrier is not None and [_extent(iv) for iv in carrier.op.axis] == \
-            [_extent(iv) for iv in out.op.axis]:
-        plans[index[out]] = ("inline", {})
-        plans[index[carrier]] = ("winograd", {"part": "output", "tile": tile})
-    else:
-        plans[index[out]] = ("winograd", {"part": "output", "tile": tile})
-    return plans
 
 
 def expand_variants(base: dict, alternatives: dict) -> list:

@@ -52,9 +52,9 @@ from tensorlang.errors import ScheduleError, UserError
 from tensorlang.expr import Add, IntImm, Mul, ProducerLoad, Sub, Var
 from tensorlang.tensor import ComputeOp, PlaceholderOp, visit_body
 
-from .sketch import (Sketch, _divisors, _fusible_consumer, _Knob, _largest_divisor, _normalize,
+from .sketch import (Sketch, _divisors, _Knob, _largest_divisor, _normalize,
                      expand_variants, factorizations, variant_plans)
-from .stage_analysis import _extent, _has_reuse, _is_elementwise, _points
+from .stage_analysis import _extent, _fusible_consumer, _has_reuse, _is_elementwise, _points
 
 __all__ = ["GpuLimits", "GpuSketch", "gpu_limits", "generate_gpu_sketches",
            "default_gpu_schedule"]

@@ -265,3 +265,22 @@ def _carrier_map(consumer_op, producer_op) -> list | None:
         if not (whole or split):
             return None
     return mapping
+
+
+def _fusible_consumer(sch, stage, inlined):
+    """The single elementwise consumer (same shape) that can carry ``stage``'s tiled loops;
+    or the single consumer that reads it back in another layout (``_carrier_map``)."""
+    if stage.is_output:
+        return None
+    c = stage
+    while True:  # through inlined elementwise stages (dense -> bias -> relu)
+        consumers = sch.consumers_of(c)
+        if len(consumers) != 1 or not _is_elementwise(consumers[0].op):
+            return None
+        c = consumers[0]
+        if c not in inlined:
+            break
+    if [_extent(iv) for iv in c.op.axis] != [_extent(iv) for iv in stage.op.axis] and \
+            _carrier_map(c.op, stage.op) is None:
+        return None
+    return c

@@ -80,10 +80,6 @@ def conv2d_nchw(batch: int, channels: int, height: int, width: int, filters: int
     return [data, weight, out]
 
 
-def _block(extent: int) -> int:
-    return next(b for b in (16, 8, 4, 2, 1) if extent % b == 0)
-
-
 @workload
 def conv2d_winograd_nchw(batch: int, channels: int, height: int, width: int, filters: int,
                          padding: int = 1, tile: int = 4, dtype: str = "float32"):
@@ -101,9 +97,10 @@ def conv2d_winograd_nchw(batch: int, channels: int, height: int, width: int, fil
         fast = Task(conv2d_winograd_nchw, (1, 64, 56, 56, 64, 1), group="conv")
         autotune.tune([direct, fast], trials=200)
     """
+    from tensorlang.ops.conv import channel_block
     from tensorlang.ops.winograd import conv2d_winograd_nchwc
     alpha = tile + 2
-    cb, kb = _block(channels), _block(filters)
+    cb, kb = channel_block(channels), channel_block(filters)
     data = tl.placeholder((batch, channels, height, width), dtype, name="data")
     weight = tl.placeholder((alpha * alpha, channels, filters), dtype, name="weight_winograd")
     blocked = tl.compute((batch, channels // cb, height, width, cb),

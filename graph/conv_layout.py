@@ -9,15 +9,14 @@
   where the database has one, ``graph.tune`` tunes convolutions in this form, else its default
   schedule; untuned ones only from 4 MFLOP up) is compiled, timed here against its NCHW group
   (im2col + BLAS) on the same random inputs (best of 3 x 3 calls each), and left in NCHW only
-  where that is 1.25x faster. A 3x3 stride-1 convolution with outputs of at least 8 x 8 is
-  also timed as Winograd ``F(4x4, 3x3)`` (``conv2d_winograd_nchwc``, blocked too), its products
-  as a grouped BLAS call and as a DSL reduction (tuned where the database has its record),
-  and runs so where one of them beats its direct blocked kernel. A blocked group with a tuning record is
-  timed against its default schedule too, and built without the record where the default is
-  faster here. On the
-  nine light models (RESULTS.md), neither layout wins everywhere: blocked is 1.9x faster on
-  VGG-19 and DenseNet-121, im2col + BLAS 1.5x faster on SqueezeNet, whose 13 x 13 outputs
-  leave the blocked kernel a register tile of one row.
+  where that is 1.25x faster. A 3x3 stride-1 convolution with outputs of at least 8 x 8 is also
+  timed as Winograd ``F(4x4, 3x3)`` (``conv2d_winograd_nchwc``, blocked too), its products as a
+  grouped BLAS call and as a DSL reduction (tuned where the database has its record), and runs
+  so where one of them beats its direct blocked kernel. A group with a tuning record is timed
+  against its default schedule too, and built without the record where the default is faster
+  here. On the nine light models (RESULTS.md), neither layout wins everywhere: blocked is 1.9x
+  faster on VGG-19 and DenseNet-121, im2col + BLAS 1.5x faster on SqueezeNet, whose 13 x 13
+  outputs leave the blocked kernel a register tile of one row.
 
 Example::
 
@@ -70,9 +69,10 @@ def choose_conv_layout(mod: Module, target: str, database, layout: str,
 def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> tuple[set, dict]:
     """``id`` of each original conv whose blocked group (tuned where ``database`` has its
     record, else with its default schedule; or as Winograd, where ``winograd_conv`` allows
-    and that times faster: its products as one grouped BLAS call or as a DSL reduction, tuned
-    where the database has that group's record) times faster than its NCHW group, and
-    ``{id: "blas" or "dsl"}`` for those of them that run as Winograd."""
+    and that times faster: its products as one grouped BLAS call or as a DSL reduction)
+    times faster than its NCHW group, and ``{id: "blas" or "dsl"}`` for those of them that
+    run as Winograd. Every form with a tuning record is also timed with its default schedule;
+    the specs where that was faster are added to ``untuned`` (built without the record)."""
     from autotune.task import Task
     from .build import group_spec, group_workload, partition
     from .compile import compile_kernels, opened_database
@@ -90,50 +90,45 @@ def _faster_blocked_convs(mod: Module, target: str, database, untuned: set) -> t
     winograd_specs = {product: _winograd_specs(mod, target, {id(c) for c, _, _ in found},
                                                product)
                       for product in WINOGRAD_PRODUCTS}
-    pairs, tuned_specs = [], []
+
+    def forms(conv, blocked_spec):  # (spec, Winograd product or None) of each way to run it
+        return [(blocked_spec, None)] + [(specs[id(conv)], product) for product, specs
+                                         in winograd_specs.items() if id(conv) in specs]
     with opened_database(database) as db:
         def has_record(spec):
             task = Task(group_workload, args=(spec,), target=target)
             return db is not None and bool(db.best(task.key, task.target_key, k=1))
-        for conv, spec, plain_spec in found:
-            tuned = has_record(spec)
-            if tuned:
-                tuned_specs.append(spec)
-            # a record for its Winograd (DSL product) group makes it a candidate too
-            tuned = tuned or any(has_record(specs[id(conv)]) for specs in winograd_specs.values()
-                                 if id(conv) in specs)
-            if tuned or _flops(conv) >= MIN_UNTUNED_FLOPS:
-                pairs.append((conv, spec, plain_spec))
+        tuned = {spec for conv, b, _ in found for spec, _ in forms(conv, b) if has_record(spec)}
+    # a conv with a record for any of its forms is timed whatever its size
+    pairs = [(conv, b, p) for conv, b, p in found
+             if _flops(conv) >= MIN_UNTUNED_FLOPS or any(s in tuned for s, _ in forms(conv, b))]
     if not pairs:
         return set(), {}
-    candidates = {id(conv) for conv, _, _ in pairs}
-    winograd_specs = {product: {c: s for c, s in specs.items() if c in candidates}
-                      for product, specs in winograd_specs.items()}
-    jobs = [(f"blocked_{i}", b) for i, (_, b, _) in enumerate(pairs)] + \
-           [(f"plain_{i}", p) for i, (_, _, p) in enumerate(pairs)] + \
-           [(f"winograd_{product}_{i}", w) for product, specs in winograd_specs.items()
-            for i, w in enumerate(specs.values())]
+    timed = [spec for conv, b, _ in pairs for spec, _ in forms(conv, b)]
+    jobs = [(f"form_{i}", spec) for i, spec in enumerate(timed)] + \
+           [(f"plain_{i}", p) for i, (_, _, p) in enumerate(pairs)]
     kernels = compile_kernels(jobs, target, database)
-    defaults = compile_kernels([(f"default_{i}", spec) for i, spec in enumerate(tuned_specs)],
-                               target, None) if tuned_specs else {}
+    defaults = [spec for spec in timed if spec in tuned]
+    defaults = compile_kernels([(f"default_{i}", spec) for i, spec in enumerate(defaults)],
+                               target, None) if defaults else {}
+
+    def seconds(spec):  # a tuned kernel against its default schedule: the faster one is built
+        best = _seconds(kernels[spec], spec, target)
+        if spec in defaults:
+            default = _seconds(defaults[spec], spec, target)
+            if default < best:
+                best = default
+                untuned.add(spec)
+        return best
     faster, winograd = set(), {}
     for conv, blocked_spec, plain_spec in pairs:
-        best = _seconds(kernels[blocked_spec], blocked_spec, target)
-        if blocked_spec in defaults:  # the tuned kernel against its default schedule
-            seconds = _seconds(defaults[blocked_spec], blocked_spec, target)
-            if seconds < best:
-                best = seconds
-                untuned.add(blocked_spec)
-        for product, specs in winograd_specs.items():
-            spec = specs.get(id(conv))
-            if spec is not None:
-                seconds = _seconds(kernels[spec], spec, target)
-                if seconds < best:
-                    best = seconds
-                    winograd[id(conv)] = product
+        best, product = min(((seconds(spec), product) for spec, product
+                             in forms(conv, blocked_spec)), key=lambda p: p[0])
         if best < PLAIN_MARGIN * _seconds(kernels[plain_spec], plain_spec, target):
             faster.add(id(conv))
-    return faster, {c: p for c, p in winograd.items() if c in faster}
+            if product is not None:
+                winograd[id(conv)] = product
+    return faster, winograd
 
 
 def _winograd_specs(mod: Module, target: str, candidates: set, product: str) -> dict:

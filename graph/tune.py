@@ -52,15 +52,15 @@ def extract_tasks(mod: Module, target: str = "llvm", *, only_reductions: bool = 
             names.setdefault(spec, name)
             if conv is not None and winograd_conv(conv):
                 groups[spec] = f"conv:{_short(spec)}"
-        # the same convolutions as Winograd with DSL products: alternatives in one group
-        labels = {id(conv): groups.get(spec) for spec, _, conv in blocked if conv is not None}
-        origin = {}
-        winograd = convert_conv_layout(mod, origin=origin, winograd=lambda conv: "dsl")
-        for spec, name, conv in _specs(winograd, origin, target):
-            if conv is not None and labels.get(id(conv)):
-                counts[spec] = counts.get(spec, 0) + 1
-                names.setdefault(spec, name + "_winograd")
-                groups[spec] = labels[id(conv)]
+        if groups:  # the same convolutions as Winograd with DSL products, in their groups
+            labels = {id(conv): groups.get(spec) for spec, _, conv in blocked if conv is not None}
+            origin = {}
+            winograd = convert_conv_layout(mod, origin=origin, winograd=lambda conv: "dsl")
+            for spec, name, conv in _specs(winograd, origin, target):
+                if conv is not None and labels.get(id(conv)):
+                    counts[spec] = counts.get(spec, 0) + 1
+                    names.setdefault(spec, name + "_winograd")
+                    groups[spec] = labels[id(conv)]
     else:
         for spec, name, _ in _specs(mod, {}, target):
             counts[spec] = counts.get(spec, 0) + 1

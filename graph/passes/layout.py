@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from tensorlang.errors import UserError
+from tensorlang.ops.conv import channel_block
 from tensorlang.ops.winograd import winograd_weight
 
 from ..ir import Call, Constant, Expr, Function, Module, TupleGetItem, Var, post_order
@@ -34,12 +35,7 @@ from ..ops.nchwc import pack_conv_weight
 
 __all__ = ["convert_conv_layout", "conv_blocks", "eligible_conv", "winograd_conv"]
 
-_BLOCKS = (16, 8, 4, 2, 1)
 _POOLS = ("max_pool2d", "avg_pool2d")
-
-
-def _block_of(extent: int) -> int:
-    return next(b for b in _BLOCKS if extent % b == 0)
 
 
 def eligible_conv(call: Expr) -> bool:
@@ -77,7 +73,7 @@ def conv_blocks(call: Call, input_block: int | None) -> tuple[int, int]:
     """``(cb, kb)`` of an eligible conv: its input's block when the input is blocked already,
     else the largest of 16, 8, 4, 2, 1 dividing the channels; the same for the outputs."""
     channels, outputs = call.args[0].type.shape[1], call.args[1].type.shape[0]
-    return (input_block or _block_of(channels)), _block_of(outputs)
+    return (input_block or channel_block(channels)), channel_block(outputs)
 
 
 def _blocked_constant(value: np.ndarray, block: int, channels: int) -> np.ndarray | None:

@@ -149,7 +149,9 @@ def conv2d_nchw(data: Tensor, kernel: Tensor, stride=1, padding=0, dilation=1, g
     return compute((n, k, out_h, out_w), body, name=name, tag="conv2d_nchw")
 
 
-def _block_of(extent, preferred) -> int:
+def channel_block(extent: int, preferred=(16, 8, 4, 2, 1)) -> int:
+    """The first of ``preferred`` block sizes that divides ``extent`` (channels per block of a
+    blocked layout), else 1."""
     return next((b for b in preferred if extent % b == 0), 1)
 
 
@@ -178,8 +180,8 @@ def conv2d_nchw_blocked(data: Tensor, kernel: Tensor, stride=1, padding=0, dilat
     if cg != c:
         raise ShapeError(f"{op}: data {data.name} has {c} channels but kernel {kernel.name} "
                          f"expects {cg} (grouped convolutions use conv2d_nchw)")
-    cb = c_block or _block_of(c, (16, 8, 4, 2, 1))
-    kb = k_block or _block_of(k, (16, 8, 4, 2, 1))
+    cb = c_block or channel_block(c)
+    kb = k_block or channel_block(k)
     if c % cb or k % kb:
         raise ShapeError(f"{op}: c_block={cb} must divide the {c} input channels and "
                          f"k_block={kb} the {k} output channels")
@@ -354,5 +356,5 @@ def depthwise_conv2d_nchw_phased(data: Tensor, kernel: Tensor, stride=1, padding
     return compute((n, c, out_h, out_w), body, name=name, tag="depthwise_conv2d_nchw")
 
 
-__all__ = ["conv2d_nchw", "conv2d_nchw_blocked", "conv2d_nchwc", "depthwise_conv2d_nchw",
+__all__ = ["channel_block", "conv2d_nchw", "conv2d_nchw_blocked", "conv2d_nchwc", "depthwise_conv2d_nchw",
            "depthwise_conv2d_nchw_phased", "out_extent"]
