@@ -122,13 +122,15 @@ def _tasks(kind: str, args: tuple) -> list:
         return [task]
     batch, channels, height, width, filters, kernel, stride, pad = args
     oh, ow = height + 2 * pad - kernel + 1, width + 2 * pad - kernel + 1
-    if (kernel, stride) != (3, 1) or min(oh, ow) < 8:
-        return [task]
     from autotune.workloads import conv2d_winograd_nchw
+    from graph.passes.layout import WINOGRAD_MIN_OUTPUT, WINOGRAD_TILE  # the build's rule
+    if (kernel, stride) != (3, 1) or min(oh, ow) < WINOGRAD_MIN_OUTPUT:
+        return [task]
     group = f"conv2d{args}"
     return [autotune.Task(kind_workload(kind), args=args, target="llvm", group=group),
             autotune.Task(conv2d_winograd_nchw, args=(batch, channels, height, width, filters,
-                                                      pad), target="llvm", group=group)]
+                                                      pad, WINOGRAD_TILE), target="llvm",
+                          group=group)]
 
 
 def _algorithm(task) -> str:
@@ -147,7 +149,9 @@ def run_child(kind: str, args: tuple, stages: list[int], database: str, repeat: 
     nd_inputs = [tl.nd.array(a) for a in inputs]
     if len(tasks) > 1:
         from tensorlang.ops.winograd import winograd_weight
-        winograd_inputs = [nd_inputs[0], tl.nd.array(winograd_weight(inputs[1], tile=4))]
+        from graph.passes.layout import WINOGRAD_TILE
+        weight = tl.nd.array(winograd_weight(inputs[1], WINOGRAD_TILE))
+        winograd_inputs = [nd_inputs[0], weight]
     inputs_of = {id(t): nd_inputs if _algorithm(t) == "direct" else winograd_inputs
                  for t in tasks}
 
